@@ -39,9 +39,10 @@ def ensure_env(with_tests: bool) -> None:
     """Create .venv and install the packages; skip pip when nothing changed since last time."""
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
-    manifests = [ROOT / "packages/rag_core/pyproject.toml", ROOT / "packages/musicgen/pyproject.toml"]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests) + bytes(with_tests)).hexdigest()
-    stamp = VENV / f".installed-{'test' if with_tests else 'runtime'}"
+    kind = "test" if with_tests else "runtime"
+    manifests = [ROOT / "packages" / name / "pyproject.toml" for name in ("rag_core", "musicgen")]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests) + kind.encode()).hexdigest()
+    stamp = VENV / f".installed-{kind}"
     if stamp.exists() and stamp.read_text() == digest:
         return
     pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "-q"]

@@ -1,0 +1,1 @@
+"""MusicGen in MLX."""

@@ -1,0 +1,1 @@
+"""MLX-RAG core."""
