@@ -1,0 +1,128 @@
+"""Document loaders: file -> text, chosen by suffix; plugins add more via `register_loaders`.
+
+A loader raises ValueError for a file it cannot read (binary, undecodable); ingest skips such
+files with a warning naming them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+from rag_core.errors import DuplicateRegistrationError
+
+Loader = Callable[[Path], str]
+
+
+def read_text(path: Path) -> str:
+    """UTF-8 text (a BOM is dropped); ValueError for binary or undecodable files."""
+    data = Path(path).read_bytes()
+    if b"\x00" in data[:8192]:
+        raise ValueError("binary file (contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+class _HTMLText(HTMLParser):
+    """Visible text of an HTML page, each piece on the source line it came from."""
+
+    SKIP: ClassVar[set[str]] = {"script", "style", "head", "template", "noscript"}
+    BLOCK: ClassVar[set[str]] = {
+        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
+        "th", "table", "section", "article", "header", "footer", "nav", "blockquote", "pre",
+        "hr", "dt", "dd", "title",
+    }  # fmt: skip
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.line = 1
+        self.skipping = 0
+        self.separate = False  # a block boundary since the last text
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        self.separate = self.separate or tag in self.BLOCK
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+        self.separate = self.separate or tag in self.BLOCK
+
+    def handle_data(self, data):
+        if self.skipping or (self.separate and not data.strip()):
+            return
+        source_line = self.getpos()[0]
+        if source_line > self.line:
+            self.parts.append("\n" * (source_line - self.line))
+            self.line = source_line
+        elif self.separate and self.parts and not self.parts[-1][-1:].isspace():
+            self.parts.append(" ")
+        self.separate = False
+        self.parts.append(data)
+        self.line += data.count("\n")
+
+
+def read_html(path: Path) -> str:
+    """The visible text of an HTML file, with line numbers matching the source for citations."""
+    parser = _HTMLText()
+    parser.feed(read_text(path))
+    parser.close()
+    return "".join(parser.parts)
+
+
+BUILTIN_LOADERS: dict[str, Loader] = {
+    ".txt": read_text,
+    ".text": read_text,
+    ".md": read_text,
+    ".markdown": read_text,
+    ".rst": read_text,
+    ".html": read_html,
+    ".htm": read_html,
+}
+
+
+class Loaders:
+    """Suffix -> loader. Plugin loaders replace built-in ones; two plugins claiming one
+    suffix is an error naming both. Unknown suffixes are read as plain text."""
+
+    def __init__(self):
+        self._loaders: dict[str, tuple[Loader, str]] = {
+            suffix: (load, "rag_core") for suffix, load in BUILTIN_LOADERS.items()
+        }
+
+    def register(self, suffixes: tuple[str, ...] | str, load: Loader, plugin: str = "") -> None:
+        if isinstance(suffixes, str):
+            suffixes = (suffixes,)
+        for suffix in suffixes:
+            suffix = suffix.lower() if suffix.startswith(".") else f".{suffix.lower()}"
+            owner = self._loaders.get(suffix, (None, ""))[1]
+            if owner and owner not in ("rag_core", plugin):
+                raise DuplicateRegistrationError(
+                    f"Loader for '{suffix}' registered by both plugin '{owner}' and plugin "
+                    f"'{plugin}': disable one of them."
+                )
+            self._loaders[suffix] = (load, plugin)
+
+    @property
+    def suffixes(self) -> set[str]:
+        return set(self._loaders)
+
+    def handles(self, path: Path) -> bool:
+        return path.suffix.lower() in self._loaders
+
+    def load(self, path: Path) -> str:
+        """The text of `path`; ValueError (with the reason) when it cannot be read as text."""
+        load, _ = self._loaders.get(path.suffix.lower(), (read_text, ""))
+        try:
+            text = load(path)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(str(exc) or type(exc).__name__) from None
+        if not isinstance(text, str):
+            raise ValueError(f"loader returned {type(text).__name__}, not text")
+        return text

@@ -1,0 +1,347 @@
+"""The document store: one SQLite file with documents, chunks, an FTS5 index and dense vectors.
+
+Every write happens inside `store.transaction()`, so a crash or Ctrl-C mid-ingest leaves the
+file as it was after the last committed transaction. A file that is not a valid store raises
+StoreError; it is never recreated or overwritten.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag_core.chunking import TextChunk
+from rag_core.errors import StoreError
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    chunker TEXT NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    doc_id INTEGER NOT NULL REFERENCES documents(id),
+    ord INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    line_start INTEGER NOT NULL,
+    line_end INTEGER NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc_id);
+CREATE TABLE vectors (chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id), vector BLOB NOT NULL);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    path: str
+    sha256: str
+    chunker: str
+    n_chunks: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    text: str
+    source: str
+    line_start: int
+    line_end: int
+
+
+class Store:
+    """An open store. `Store(path)` opens an existing store read-only; `create=True` opens it
+    for writing and initialises a new (missing or zero-byte) file."""
+
+    def __init__(self, path: str | Path, *, create: bool = False):
+        self.path = Path(path).expanduser()
+        self.writable = create
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"Store path {self.path} is not a file: pass --store FILE.")
+        if not exists and not create:
+            raise StoreError(
+                f"No store at {self.path}: run `mlx-rag ingest PATH...` first "
+                "(or pass --store to point at an existing one)."
+            )
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            else:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"Cannot open the store {self.path}: {exc}.") from exc
+        with self._errors():
+            if exists:
+                self._check()
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                with self.transaction():
+                    self.db.executescript("SAVEPOINT init;" + SCHEMA + "RELEASE init;")
+                    self._set_meta("schema_version", SCHEMA_VERSION)
+            if create:
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        self._matrix: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check(self) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            row = None
+        if row is None:
+            raise StoreError(
+                f"{self.path} is an SQLite file but not an mlx-rag store; it was left untouched. "
+                "Pass --store with another path."
+            )
+        if row[0] != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema version {row[0]}; this mlx-rag reads version "
+                f"{SCHEMA_VERSION}. Re-ingest into a new store (--store NEW_FILE)."
+            )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn SQLite errors into StoreErrors that say what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(
+                    f"The store {self.path} is busy (another ingest is writing it?): "
+                    "wait for it to finish and retry."
+                ) from exc
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise StoreError(f"The store {self.path} is not writable: {exc}.") from exc
+            raise self._corrupt(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from exc
+
+    def _corrupt(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"The store {self.path} is corrupt or not a store ({exc}). It was left untouched: "
+            "move it away and re-ingest, or pass --store with another path."
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (also on Ctrl-C or a crash)."""
+        if not self.writable:
+            raise StoreError(f"The store {self.path} was opened read-only.")
+        with self._errors():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._bump_generation()
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _bump_generation(self) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model whose vectors the store holds (None before the first embedded ingest)."""
+        with self._errors():
+            return self._meta("embedding_model")
+
+    def set_embedding_model(self, name: str, dim: int) -> None:
+        """Record the embedding model; switching models drops the old vectors (in a transaction)."""
+        if self._meta("embedding_model") not in (None, name):
+            self.db.execute("DELETE FROM vectors")
+        self._set_meta("embedding_model", name)
+        self._set_meta("embedding_dim", str(dim))
+
+    # -- documents --------------------------------------------------------------------------
+
+    def documents(self) -> dict[str, Document]:
+        with self._errors():
+            rows = self.db.execute(
+                "SELECT id, path, sha256, chunker, n_chunks FROM documents"
+            ).fetchall()
+        return {row[1]: Document(*row) for row in rows}
+
+    def put_document(
+        self,
+        path: str,
+        sha256: str,
+        chunker: str,
+        chunks: list[TextChunk],
+        vectors: np.ndarray | None = None,
+    ) -> int:
+        """Insert or replace a document and its chunks (call inside `transaction()`)."""
+        self.delete_document(path)
+        cur = self.db.execute(
+            "INSERT INTO documents(path, sha256, chunker, n_chunks, ingested_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (path, sha256, chunker, len(chunks), time.time()),
+        )
+        doc_id = cur.lastrowid
+        ids = []
+        for ord_, chunk in enumerate(chunks):
+            cur = self.db.execute(
+                "INSERT INTO chunks(doc_id, ord, text, line_start, line_end) VALUES (?,?,?,?,?)",
+                (doc_id, ord_, chunk.text, chunk.line_start, chunk.line_end),
+            )
+            ids.append(cur.lastrowid)
+        if vectors is not None:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            self.db.executemany(
+                "INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)",
+                [(i, v.tobytes()) for i, v in zip(ids, vectors, strict=True)],
+            )
+        return doc_id
+
+    def delete_document(self, path: str) -> bool:
+        """Remove a document, its chunks and vectors (call inside `transaction()`)."""
+        row = self.db.execute("SELECT id FROM documents WHERE path=?", (path,)).fetchone()
+        if row is None:
+            return False
+        chunk_ids = "SELECT id FROM chunks WHERE doc_id=?"
+        self.db.execute(f"DELETE FROM vectors WHERE chunk_id IN ({chunk_ids})", row)
+        self.db.execute("DELETE FROM chunks WHERE doc_id=?", row)
+        self.db.execute("DELETE FROM documents WHERE id=?", row)
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of documents, chunks and vectors."""
+        with self._errors():
+            return {
+                table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("documents", "chunks", "vectors")
+            }
+
+    def chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        """Chunks by id, with their document's path."""
+        out: dict[int, Chunk] = {}
+        with self._errors():
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self.db.execute(
+                    "SELECT c.id, c.text, d.path, c.line_start, c.line_end FROM chunks c "
+                    f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                    part,
+                ).fetchall()
+                out.update((row[0], Chunk(*row)) for row in rows)
+        return out
+
+    def bm25(self, match: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, score) for an FTS5 MATCH expression, best first; higher is better."""
+        with self._errors():
+            rows = self.db.execute(
+                "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
+            ).fetchall()
+        return [(rowid, -rank) for rowid, rank in rows]
+
+    def dense(self, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the nearest vectors, best first."""
+        ids, matrix = self.vectors()
+        if not len(ids):
+            return []
+        scores = matrix @ np.asarray(query, dtype=np.float32)
+        limit = min(limit, len(ids))
+        top = np.argpartition(-scores, limit - 1)[:limit]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All chunk ids and their vectors as one contiguous float32 matrix (cached until the
+        store changes)."""
+        with self._errors():
+            generation = self._meta("generation") or "0"
+            if self._matrix is not None and self._matrix[0] == generation:
+                return self._matrix[1], self._matrix[2]
+            dim = int(self._meta("embedding_dim") or 0)
+            rows = self.db.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id")
+            ids, blobs = [], []
+            for chunk_id, blob in rows:
+                ids.append(chunk_id)
+                blobs.append(blob)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32)
+        if dim and matrix.size != len(ids) * dim:
+            raise self._corrupt(ValueError("vector sizes do not match the embedding dimension"))
+        matrix = matrix.reshape(len(ids), dim or 1)
+        ids_array = np.array(ids, dtype=np.int64)
+        self._matrix = (generation, ids_array, matrix)
+        return ids_array, matrix
+
+    def check(self) -> list[str]:
+        """Consistency problems found (empty when the store is sound)."""
+        problems = []
+        with self._errors():
+            result = self.db.execute("PRAGMA integrity_check").fetchall()
+            if result != [("ok",)]:
+                problems.append(f"integrity_check: {result}")
+            try:
+                self.db.execute(
+                    "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
+                )
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"full-text index: {exc}")
+            queries = {
+                "chunks without a document": "SELECT count(*) FROM chunks WHERE doc_id NOT IN "
+                "(SELECT id FROM documents)",
+                "vectors without a chunk": "SELECT count(*) FROM vectors WHERE chunk_id NOT IN "
+                "(SELECT id FROM chunks)",
+                "documents whose chunk count is wrong": "SELECT count(*) FROM documents d WHERE "
+                "n_chunks != (SELECT count(*) FROM chunks WHERE doc_id = d.id)",
+            }
+            for problem, sql in queries.items():
+                n = self.db.execute(sql).fetchone()[0]
+                if n:
+                    problems.append(f"{n} {problem}")
+        return problems
