@@ -24,6 +24,17 @@ class PluginError(RagError):
 class DuplicateRegistrationError(PluginError):
     """Two plugins registered the same id; the message names both."""
 
+    @classmethod
+    def between(cls, what: str, key: str, first: str, second: str) -> DuplicateRegistrationError:
+        """The error for ``second`` registering ``what`` ``key`` that ``first`` already holds."""
+        if first == second:
+            return cls(f"Plugin '{first}' registered {what} '{key}' twice.")
+        return cls(
+            f"{what[0].upper()}{what[1:]} '{key}' is registered by both plugin '{first}' and "
+            f"plugin '{second}'. Disable one of them (e.g. [plugins] disabled = [\"{second}\"] in "
+            "the config) or uninstall it."
+        )
+
 
 class ModelNotFoundError(RagError):
     """No registered model or pattern matches the requested id."""

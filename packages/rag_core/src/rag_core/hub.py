@@ -7,6 +7,8 @@ unreachable model the same way.
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag_core.errors import ModelUnavailableError
@@ -90,3 +92,45 @@ def cache_dir() -> Path:
     from huggingface_hub.constants import HF_HUB_CACHE
 
     return Path(HF_HUB_CACHE)
+
+
+# Files `mlx-rag models pull` fetches when a spec names none: weights, configs, tokenizers.
+DEFAULT_PULL_PATTERNS = (
+    "*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja",
+)
+
+
+@dataclass(frozen=True)
+class CachedRepo:
+    """A model repo in the local Hugging Face cache."""
+
+    repo_id: str
+    path: Path
+    size_bytes: int
+
+
+def cached_repos() -> dict[str, CachedRepo]:
+    """The model repos in the local Hugging Face cache, by repo id."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir())
+    except CacheNotFound:
+        return {}
+    return {
+        repo.repo_id: CachedRepo(repo.repo_id, Path(repo.repo_path), repo.size_on_disk)
+        for repo in info.repos
+        if repo.repo_type == "model"
+    }
+
+
+def remove_cached(repo_id: str) -> CachedRepo:
+    """Delete a model repo (all revisions) from the local cache; error if it is not there."""
+    repo = cached_repos().get(repo_id)
+    if repo is None:
+        raise ModelUnavailableError(
+            f"'{repo_id}' is not in the local cache ({cache_dir()}); nothing to remove."
+        )
+    shutil.rmtree(repo.path)
+    return repo

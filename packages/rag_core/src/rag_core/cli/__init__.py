@@ -1,5 +1,139 @@
-"""The mlx-rag command line (assembled by the foundation work)."""
+"""The ``mlx-rag`` command line: core commands, retrieval commands and plugins' commands.
+
+Commands stay thin and raise RagError (or ValueError) for bad input; the group turns those into
+``Error: ...`` on stderr with exit code 1, Ctrl-C into ``Aborted.`` with 130, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from rag_core import __version__
+from rag_core.config import load_config, set_config
+from rag_core.errors import RagError
+from rag_core.plugins import env_flag, get_host, reset
+
+DEBUG_ENV = "MLX_RAG_DEBUG"
+
+
+class UserError(click.ClickException):
+    """A RagError/ValueError on its way to the terminal as ``Error: message``."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn exceptions into clean CLI exits (set MLX_RAG_DEBUG=1 to see tracebacks)."""
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo("Aborted.", err=True)
+        raise click.exceptions.Exit(130) from None
+    except RagError as exc:
+        if env_flag(DEBUG_ENV):
+            raise
+        raise UserError(str(exc), getattr(exc, "exit_code", 1)) from None
+    except ValueError as exc:
+        if env_flag(DEBUG_ENV):
+            raise
+        raise UserError(str(exc)) from None
+    except Exception as exc:
+        if env_flag(DEBUG_ENV):
+            raise
+        raise UserError(f"{type(exc).__name__}: {exc} (this is a bug or an unexpected "
+                        f"failure; set {DEBUG_ENV}=1 to see the traceback)") from None
+
+
+class RagGroup(click.Group):
+    """The root group: adds the enabled plugins' commands and handles errors for all commands."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        reset()  # each invocation sees the current environment and files
+        return super().main(*args, **kwargs)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with user_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with user_errors():
+            return super().invoke(ctx)
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """The enabled plugins' commands; one that reuses a core command's name is skipped."""
+        host = get_host()
+        commands = {}
+        for name, command in host.commands.items():
+            if name in self.commands:
+                message = (f"Warning: plugin '{host.command_owners[name]}' adds a command "
+                           f"'{name}', which mlx-rag already has; it was skipped.")
+                if message not in host.warnings:
+                    host.warn(message)
+                continue
+            commands[name] = command
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            extra = self.plugin_commands()
+        except RagError as exc:  # e.g. a bad config: still show the core commands
+            click.echo(f"Warning: plugin commands are not shown: {exc}", err=True)
+            extra = {}
+        return sorted({*self.commands, *extra})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name) or self.plugin_commands().get(name)
+
+
+def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        with user_errors():
+            set_config(load_config(value))
+    return value
+
+
+@click.group(cls=RagGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", metavar="FILE", is_eager=True, expose_value=False,
+              callback=_use_config,
+              help="Config file (default: $MLX_RAG_CONFIG, ./mlx-rag.toml, then the user "
+                   "config dir).")
+@click.version_option(__version__, prog_name="mlx-rag")
+def cli() -> None:
+    """Retrieval-augmented generation on MLX, extended by plugins (e.g. music generation)."""
+
+
+def _add_core_commands() -> None:
+    from rag_core.cli.config import config_group
+    from rag_core.cli.models import models_group
+    from rag_core.cli.plugins import plugins_group
+    from rag_core.cli.run import run_command
+
+    for command in (config_group, models_group, plugins_group, run_command):
+        cli.add_command(command)
+    try:
+        from rag_core.cli import retrieval
+
+        retrieval.add_commands(cli)
+    except Exception as exc:  # a broken module must not take the other commands down
+        if env_flag("MLX_RAG_STRICT_PLUGINS"):
+            raise
+        print(f"Warning: the retrieval commands are unavailable: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+
+
+_add_core_commands()
 
 
 def main() -> None:
-    raise SystemExit("mlx-rag: CLI not assembled yet")
+    """Console-script entry point."""
+    cli.main(prog_name="mlx-rag")

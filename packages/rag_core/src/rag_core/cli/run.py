@@ -1,0 +1,34 @@
+"""`mlx-rag run PIPELINE QUESTION`: run a configured pipeline and print each step's result."""
+
+from __future__ import annotations
+
+import click
+
+from rag_core.cli.output import echo_json, short
+from rag_core.pipeline import Step, run_pipeline
+
+
+@click.command("run")
+@click.argument("pipeline")
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+def run_command(pipeline: str, question: str, as_json: bool) -> None:
+    """Run the configured pipeline PIPELINE on QUESTION (see `mlx-rag config show`)."""
+    steps: list[dict] = []
+
+    def on_step(step: Step, result: dict, seconds: float) -> None:
+        steps.append({"name": step.name, "tool": step.tool.name, "plugin": step.tool.plugin,
+                      "seconds": round(seconds, 3), "result": result})
+        if as_json:
+            return
+        click.echo(f"[{len(steps)}] {step.name} (tool {step.tool.name}, plugin "
+                   f"{step.tool.plugin}) {seconds:.2f} s")
+        for key, value in result.items():
+            click.echo(f"    {key}: {short(value)}")
+
+    state = run_pipeline(pipeline, question, on_step=on_step)
+    if as_json:
+        echo_json({"pipeline": pipeline, "question": question, "answer": state.answer,
+                   "retrieved": state.retrieved, "steps": steps})
+    elif state.answer:
+        click.echo(f"\nAnswer: {state.answer}")
