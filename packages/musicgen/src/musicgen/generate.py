@@ -1,0 +1,180 @@
+"""Autoregressive generation of codes, one step at a time, with classifier-free guidance.
+
+``generate_step`` is a generator: progress bars, streaming and early stopping hang off it
+without touching the model. Guidance follows transformers' MusicGen: the conditional and the
+unconditional (all-zero text states, all-zero mask) branches run as one batch and the logits
+are combined as ``uncond + (cond - uncond) * guidance_scale``; ``guidance_scale == 1`` gives the
+conditional logits exactly and skips the unconditional branch.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from musicgen.decoder import MusicGenDecoder, cross_attention_bias
+from musicgen.delay import num_steps, special_token_mask
+from musicgen.errors import InvalidArgumentError
+from musicgen.sampling import Sampler
+
+MAX_DURATION = 600.0  # seconds; longer needs windowed long-form generation
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """What one decoding step produced.
+
+    ``tokens`` (B, K) are the codes written at position ``index + 1`` of the delayed sequence
+    (the special token where the delay pattern pads). ``frame`` (B, K) is the frame this step
+    completed, delay undone, or None during the first max-delay steps; the frames in order are
+    the generated codes.
+    """
+
+    index: int
+    num_steps: int
+    tokens: mx.array
+    frame: mx.array | None
+
+
+def generate_step(
+    decoder: MusicGenDecoder,
+    text_states: mx.array,
+    text_mask: mx.array,
+    *,
+    num_frames: int,
+    guidance_scale: float = 3.0,
+    sampler: Sampler,
+    key: mx.array | None = None,
+    delays: Sequence[int] | None = None,
+) -> Iterator[GenerationStep]:
+    """Yield one GenerationStep per decoding step until ``num_frames`` frames are complete.
+
+    ``text_states`` (B, S, D) are the conditional decoder-width states (``project_text``) and
+    ``text_mask`` (B, S) their padding mask.
+    """
+    config = decoder.config
+    delays = list(delays or range(config.num_codebooks))
+    special = config.special_token_id
+    batch, K = text_states.shape[0], config.num_codebooks
+    total = num_steps(num_frames, delays)
+    guided = guidance_scale != 1
+    if guided:
+        text_states = mx.concatenate([text_states, mx.zeros_like(text_states)])
+        text_mask = mx.concatenate([text_mask, mx.zeros_like(text_mask)])
+    cross_kv = decoder.cross_kv(text_states)
+    cross_bias = cross_attention_bias(text_mask, text_states.dtype)
+    cache = decoder.make_cache(total)
+    pads = special_token_mask(num_frames, delays)
+    keys = mx.random.split(key if key is not None else random_key(), total)
+
+    def next_tokens(tokens: mx.array, step: int) -> mx.array:
+        inputs = tokens[:, :, None]
+        if guided:
+            inputs = mx.concatenate([inputs, inputs])
+        logits = decoder(inputs, cross_kv, cross_bias, cache)[:, :, -1].astype(mx.float32)
+        if guided:
+            cond, uncond = logits[:batch], logits[batch:]
+            logits = uncond + (cond - uncond) * guidance_scale
+        codes = sampler(logits.reshape(batch * K, -1), keys[step]).reshape(batch, K)
+        return mx.where(pads[:, step + 1], special, codes)
+
+    history = []
+    tokens = next_tokens(mx.full((batch, K), special, mx.int32), 0)
+    mx.async_eval(tokens)
+    for step in range(total):
+        if step + 1 < total:
+            upcoming = next_tokens(tokens, step + 1)
+            mx.async_eval(upcoming)
+        history.append(tokens)
+        frame = step - max(delays)
+        done = None
+        if frame >= 0:
+            done = mx.stack([history[frame + d][:, k] for k, d in enumerate(delays)], axis=1)
+        yield GenerationStep(step, total, tokens, done)
+        if step + 1 < total:
+            tokens = upcoming
+
+
+def random_key(seed: int | None = None) -> mx.array:
+    """An mx.random key from ``seed``, or from the OS's entropy when ``seed`` is None."""
+    return mx.random.key(secrets.randbits(63) if seed is None else seed)
+
+
+def check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    """A prompt or a list of prompts -> list of non-empty strings; ValueError otherwise."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence) or isinstance(prompts, bytes):
+        raise InvalidArgumentError(
+            f"prompts must be a string or a list of strings, got {type(prompts).__name__}."
+        )
+    prompts = list(prompts)
+    if not prompts:
+        raise InvalidArgumentError("prompts is empty: give at least one text prompt.")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError(f"prompt {i} must be a string, got {type(prompt).__name__}.")
+        if not prompt.strip():
+            raise InvalidArgumentError(
+                f"prompt {i} is empty: describe the music to generate, e.g. 'lofi piano, rain'."
+            )
+    return prompts
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number, got {value!r}.")
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def check_options(
+    *,
+    duration: float,
+    guidance_scale: float,
+    top_k: int,
+    top_p: float,
+    temperature: float,
+    seed: int | None,
+    frame_rate: float | None = None,
+) -> int | None:
+    """Validate generation options before any work; return the number of frames.
+
+    The frame count (round(duration x frame_rate)) is returned when ``frame_rate`` is given.
+    Every bad value raises InvalidArgumentError (a ValueError) that says what is allowed.
+    """
+    duration = _number("duration", duration)
+    if duration <= 0:
+        raise InvalidArgumentError(f"duration must be > 0 seconds, got {duration}.")
+    if duration > MAX_DURATION:
+        raise InvalidArgumentError(
+            f"duration {duration} s is longer than the {MAX_DURATION:.0f} s supported; "
+            "generate shorter pieces."
+        )
+    if _number("guidance_scale", guidance_scale) < 0:
+        raise InvalidArgumentError(
+            f"guidance_scale must be >= 0 (1 = no guidance, 3 is typical), got {guidance_scale}."
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise InvalidArgumentError(f"top_k must be an integer >= 0 (0 = no limit), got {top_k!r}.")
+    if not 0 <= _number("top_p", top_p) <= 1:
+        raise InvalidArgumentError(f"top_p must be in [0, 1] (0 = no limit), got {top_p}.")
+    if _number("temperature", temperature) < 0:
+        raise InvalidArgumentError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
+    ):
+        raise InvalidArgumentError(f"seed must be None or an integer in [0, 2**64), got {seed!r}.")
+    if frame_rate is None:
+        return None
+    frames = round(duration * frame_rate)
+    if frames < 1:
+        raise InvalidArgumentError(
+            f"duration {duration} s is shorter than one frame ({1 / frame_rate:.3g} s)."
+        )
+    return frames

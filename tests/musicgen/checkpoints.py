@@ -1,0 +1,281 @@
+"""Random MusicGen checkpoints written by transformers, in the layout of the hub repos.
+
+Shared by the musicgen, plugin, performance and feature tests:
+
+    from tests.musicgen.checkpoints import write_tiny_musicgen, reference_model
+    path = write_tiny_musicgen(tmp_path / "tiny")          # loads with musicgen.load(path)
+    torch_model = reference_model(path)                    # the same weights in transformers
+
+Test-only: torch and transformers are the reference implementation, never a runtime need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    AutoTokenizer,
+    MusicgenConfig,
+    MusicgenForConditionalGeneration,
+    T5TokenizerFast,
+)
+
+# Frame rate 50 Hz (as the real 32 kHz codec), 4 codebooks of 32 codes at 1 kbps.
+TINY_ENCODEC = {
+    "model_type": "encodec",
+    "sampling_rate": 800,
+    "upsampling_ratios": [4, 4],
+    "target_bandwidths": [1.0],
+    "codebook_size": 32,
+    "codebook_dim": 8,
+    "hidden_size": 8,
+    "num_filters": 4,
+    "num_lstm_layers": 1,
+    "norm_type": "weight_norm",
+    "normalize": False,
+    "use_causal_conv": False,
+    "use_conv_shortcut": False,
+    "chunk_length_s": None,
+    "overlap": None,
+}
+TINY_T5 = {
+    "model_type": "t5",
+    "vocab_size": 64,
+    "d_model": 16,
+    "d_kv": 4,
+    "d_ff": 32,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 16,
+    "feed_forward_proj": "relu",
+}
+TINY_DECODER = {
+    "model_type": "musicgen_decoder",
+    "vocab_size": 32,
+    "hidden_size": 24,
+    "ffn_dim": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_codebooks": 4,
+    "max_position_embeddings": 256,
+    "pad_token_id": 32,
+    "bos_token_id": 32,
+}
+
+# facebook/musicgen-small's config.json: t5-base, a 24-layer d=1024 decoder, encodec_32khz.
+SMALL_ENCODEC = {
+    "model_type": "encodec",
+    "sampling_rate": 32000,
+    "upsampling_ratios": [8, 5, 4, 4],
+    "target_bandwidths": [2.2],
+    "codebook_size": 2048,
+    "codebook_dim": 128,
+    "hidden_size": 128,
+    "num_filters": 64,
+    "num_lstm_layers": 2,
+    "norm_type": "weight_norm",
+    "normalize": False,
+    "use_causal_conv": False,
+    "use_conv_shortcut": False,
+    "chunk_length_s": None,
+    "overlap": None,
+}
+SMALL_T5 = {
+    "model_type": "t5",
+    "vocab_size": 32128,
+    "d_model": 768,
+    "d_kv": 64,
+    "d_ff": 3072,
+    "num_layers": 12,
+    "num_heads": 12,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "relu",
+}
+SMALL_DECODER = {
+    "model_type": "musicgen_decoder",
+    "vocab_size": 2048,
+    "hidden_size": 1024,
+    "ffn_dim": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "num_codebooks": 4,
+    "max_position_embeddings": 2048,
+    "pad_token_id": 2048,
+    "bos_token_id": 2048,
+}
+
+WORDS = ["lofi", "piano", "rain", "epic", "brass", "drums", "calm", "music", "a", "the", "with"]
+PROMPTS = ["lofi piano, rain", "epic brass with drums", "calm"]
+
+
+def musicgen_config(
+    text_encoder: dict, audio_encoder: dict, decoder: dict, audio_channels: int = 1
+) -> MusicgenConfig:
+    """A transformers MusicgenConfig; stereo doubles the decoder's codebooks."""
+    decoder = dict(decoder, audio_channels=audio_channels)
+    decoder["num_codebooks"] *= audio_channels
+    return MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
+
+
+def write_musicgen(
+    path: str | Path,
+    config: MusicgenConfig,
+    *,
+    seed: int = 0,
+    weight_norm: Literal["parametrizations", "legacy"] = "parametrizations",
+    dtype: Literal["float32", "float16"] = "float32",
+    shards: int = 1,
+) -> Path:
+    """Write a random MusicGen checkpoint as the hub repos lay it out; return ``path``.
+
+    config.json + generation_config.json + model.safetensors (or ``shards`` > 1 shards with
+    model.safetensors.index.json) saved by transformers' save_pretrained, plus tokenizer.json and
+    tokenizer_config.json. ``weight_norm="legacy"`` renames weight norm to weight_g/weight_v as in
+    the hub files; ``dtype="float16"`` stores every tensor in half precision.
+    """
+    path = Path(path)
+    torch.manual_seed(seed)
+    model = MusicgenForConditionalGeneration(config).eval()
+    _randomize(model)
+    if dtype == "float16":
+        model = model.half()
+    elif dtype != "float32":
+        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    max_shard = math.ceil(size / shards) + 1 if shards > 1 else max(size * 2, 1 << 30)
+    model.save_pretrained(path, max_shard_size=max_shard)
+    if weight_norm == "legacy":
+        _rename_weight_norm(path)
+    elif weight_norm != "parametrizations":
+        raise ValueError(f"weight_norm must be 'parametrizations' or 'legacy', got {weight_norm!r}")
+    write_tokenizer(path)
+    return path
+
+
+def write_tiny_musicgen(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    weight_norm: Literal["parametrizations", "legacy"] = "parametrizations",
+    dtype: Literal["float32", "float16"] = "float32",
+    shards: int = 1,
+    audio_channels: int = 1,
+) -> Path:
+    """A tiny random MusicGen (T5 d=16, decoder d=24, 4 codebooks of 32 codes per channel,
+    800 Hz EnCodec at 50 frames/s) in the real repo layout; generating 1 s takes well under 1 s."""
+    config = musicgen_config(TINY_T5, TINY_ENCODEC, TINY_DECODER, audio_channels)
+    return write_musicgen(
+        path, config, seed=seed, weight_norm=weight_norm, dtype=dtype, shards=shards
+    )
+
+
+def write_tokenizer(path: str | Path) -> Path:
+    """tokenizer.json + tokenizer_config.json of a small T5-style unigram tokenizer."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(f"▁{word}", -1.0) for word in WORDS]
+    vocab += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz,.!-'0123456789"]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), normalizers.Replace(" {2,}", " ")]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    T5TokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+    ).save_pretrained(path)
+    return Path(path)
+
+
+def reference_model(path: str | Path) -> MusicgenForConditionalGeneration:
+    """The checkpoint in transformers, float32, eager attention, eval mode."""
+    model = MusicgenForConditionalGeneration.from_pretrained(
+        path, dtype=torch.float32, attn_implementation="eager"
+    )
+    return model.eval()
+
+
+def reference_inputs(path: str | Path, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask as transformers' processor pads a batch of prompts."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return dict(tokenizer(prompts, padding=True, return_tensors="pt"))
+
+
+def _randomize(model: MusicgenForConditionalGeneration) -> None:
+    """Weights at scales where every part of the model matters to its output.
+
+    transformers initializes linears at std 0.02, norms to 1, weight-norm gains to |v| and
+    EnCodec codebooks to zeros, which would let a wrong port agree with the reference.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith("audio_encoder."):
+                if name.endswith("original0"):
+                    param.mul_(torch.empty_like(param).uniform_(0.5, 1.5))
+                elif name.endswith("bias") and param.ndim == 1:
+                    param.uniform_(-0.1, 0.1)
+            elif "norm" in name and name.endswith("weight"):
+                param.uniform_(0.5, 1.5)
+            elif name.endswith("bias"):
+                param.uniform_(-0.2, 0.2)
+            elif param.ndim == 2 and ("embed" in name or "shared" in name or "relative" in name):
+                param.normal_(0.0, 1.0)
+            elif param.ndim == 2:
+                param.normal_(0.0, param.shape[1] ** -0.5)
+        codec = model.audio_encoder
+        audio = torch.randn(2, codec.config.audio_channels, 8 * codec.config.hop_length)
+        scale = codec.encoder(audio).std().item()
+        for layer in codec.quantizer.layers:
+            layer.codebook.embed.normal_(0.0, scale)
+
+
+def _rename_weight_norm(path: Path) -> None:
+    """Store weight norm as weight_g/weight_v, as the facebook/musicgen-* files do."""
+
+    def rename(key: str) -> str:
+        return key.replace(".parametrizations.weight.original0", ".weight_g").replace(
+            ".parametrizations.weight.original1", ".weight_v"
+        )
+
+    for file in path.glob("model*.safetensors"):
+        tensors = {rename(k): v for k, v in load_file(file).items()}
+        save_file(tensors, file, metadata={"format": "pt"})
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {rename(k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
+
+
+def reference_generate(
+    model: MusicgenForConditionalGeneration, inputs: dict[str, torch.Tensor], **kwargs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' generate: (codes (B, K, T) with the delay undone, audio (B, C, samples))."""
+    captured = []
+    decode = model.audio_encoder.decode
+
+    def spy(audio_codes, *args, **kw):
+        captured.append(audio_codes[0])
+        return decode(audio_codes, *args, **kw)
+
+    model.audio_encoder.decode = spy
+    try:
+        with torch.no_grad():
+            audio = model.generate(**inputs, **kwargs)
+    finally:
+        del model.audio_encoder.decode
+    return torch.cat(captured, dim=1), audio
