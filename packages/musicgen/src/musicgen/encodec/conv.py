@@ -1,0 +1,95 @@
+"""EnCodec's padded convolutions (channels-last, NLC) with transformers' padding arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from musicgen.encodec.config import EncodecConfig
+
+_MX_PAD_MODES = {"constant": "constant", "replicate": "edge", "reflect": "reflect"}
+
+
+def pad1d(x: mx.array, left: int, right: int, mode: str) -> mx.array:
+    """Pad the time axis of `x` (NLC).
+
+    Reflect padding of an input no longer than the pad first appends zeros (then drops them),
+    as transformers does, so that very short inputs give the same numbers.
+    """
+    if mode != "reflect":
+        return mx.pad(x, [(0, 0), (left, right), (0, 0)], mode=_MX_PAD_MODES[mode])
+    extra = max(left, right) - x.shape[1] + 1
+    if extra > 0:
+        x = mx.pad(x, [(0, 0), (0, extra), (0, 0)])
+    x = mx.pad(x, [(0, 0), (left, right), (0, 0)], mode="reflect")
+    return x[:, : x.shape[1] - extra] if extra > 0 else x
+
+
+class EncodecConv1d(nn.Module):
+    """Conv1d that pads its input so that `length` in gives `ceil(length / stride)` out.
+
+    Non-causal: the fixed padding `kernel - stride` is split with the larger half on the left;
+    causal: all of it on the left. Extra right padding completes the last stride.
+    """
+
+    def __init__(
+        self,
+        config: EncodecConfig,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+    ):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation)
+        if config.norm_type == "time_group_norm":
+            self.norm = nn.GroupNorm(1, out_channels, pytorch_compatible=True)
+        self.stride = stride
+        self.pad_mode = config.pad_mode
+        padding_total = (kernel_size - 1) * dilation + 1 - stride
+        self.pad_right = 0 if config.use_causal_conv else padding_total // 2
+        self.pad_left = padding_total - self.pad_right
+
+    def __call__(self, x: mx.array) -> mx.array:
+        length = x.shape[1]
+        extra = math.ceil(length / self.stride) * self.stride - length
+        x = self.conv(pad1d(x, self.pad_left, self.pad_right + extra, self.pad_mode))
+        return self.norm(x) if "norm" in self else x
+
+
+class EncodecConvTranspose1d(nn.Module):
+    """ConvTranspose1d trimmed to exactly `length * stride` outputs.
+
+    Non-causal: `kernel - stride` samples are trimmed, the larger half on the left; causal:
+    `ceil(trim * trim_right_ratio)` of them on the right, the rest on the left.
+    """
+
+    def __init__(
+        self,
+        config: EncodecConfig,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+    ):
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride)
+        if config.norm_type == "time_group_norm":
+            self.norm = nn.GroupNorm(1, out_channels, pytorch_compatible=True)
+        self.stride = stride
+        self.kernel_size = kernel_size
+        padding_total = kernel_size - stride
+        if config.use_causal_conv:
+            self.trim_right = math.ceil(padding_total * config.trim_right_ratio)
+        else:
+            self.trim_right = padding_total // 2
+        self.trim_left = padding_total - self.trim_right
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = self.conv(x)
+        if "norm" in self:
+            x = self.norm(x)
+        return x[:, self.trim_left : x.shape[1] - self.trim_right]
