@@ -11,8 +11,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
-from rag_core.errors import DuplicateRegistrationError
-
 Loader = Callable[[Path], str]
 
 
@@ -88,26 +86,18 @@ BUILTIN_LOADERS: dict[str, Loader] = {
 
 
 class Loaders:
-    """Suffix -> loader. Plugin loaders replace built-in ones; two plugins claiming one
-    suffix is an error naming both. Unknown suffixes are read as plain text."""
+    """Suffix -> loader: the built-in ones, replaced or extended by plugins' loaders.
+    Files with other suffixes are read as plain text when named explicitly."""
 
-    def __init__(self):
-        self._loaders: dict[str, tuple[Loader, str]] = {
-            suffix: (load, "rag_core") for suffix, load in BUILTIN_LOADERS.items()
-        }
+    def __init__(self, extra: dict[str, Loader] | None = None):
+        self._loaders: dict[str, Loader] = {**BUILTIN_LOADERS, **(extra or {})}
 
-    def register(self, suffixes: tuple[str, ...] | str, load: Loader, plugin: str = "") -> None:
-        if isinstance(suffixes, str):
-            suffixes = (suffixes,)
-        for suffix in suffixes:
-            suffix = suffix.lower() if suffix.startswith(".") else f".{suffix.lower()}"
-            owner = self._loaders.get(suffix, (None, ""))[1]
-            if owner and owner not in ("rag_core", plugin):
-                raise DuplicateRegistrationError(
-                    f"Loader for '{suffix}' registered by both plugin '{owner}' and plugin "
-                    f"'{plugin}': disable one of them."
-                )
-            self._loaders[suffix] = (load, plugin)
+    @classmethod
+    def from_plugins(cls) -> Loaders:
+        """Built-in loaders plus those the enabled plugins registered with `register_loaders`."""
+        from rag_core.plugins import get_loaders
+
+        return cls({suffix: loader.load for suffix, loader in get_loaders().items()})
 
     @property
     def suffixes(self) -> set[str]:
@@ -118,11 +108,11 @@ class Loaders:
 
     def load(self, path: Path) -> str:
         """The text of `path`; ValueError (with the reason) when it cannot be read as text."""
-        load, _ = self._loaders.get(path.suffix.lower(), (read_text, ""))
+        load = self._loaders.get(path.suffix.lower(), read_text)
         try:
             text = load(path)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(str(exc) or type(exc).__name__) from None
         if not isinstance(text, str):
-            raise ValueError(f"loader returned {type(text).__name__}, not text")
+            raise ValueError(f"its loader returned {type(text).__name__}, not text")
         return text

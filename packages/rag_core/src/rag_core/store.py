@@ -100,9 +100,7 @@ class Store:
                 self._check()
             else:
                 self.db.execute("PRAGMA journal_mode=WAL")
-                with self.transaction():
-                    self.db.executescript("SAVEPOINT init;" + SCHEMA + "RELEASE init;")
-                    self._set_meta("schema_version", SCHEMA_VERSION)
+                self._init_schema()
             if create:
                 self.db.execute("PRAGMA synchronous=NORMAL")
         self._matrix: tuple[str, np.ndarray, np.ndarray] | None = None
@@ -117,6 +115,17 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _init_schema(self) -> None:
+        try:
+            self.db.executescript(
+                f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES "
+                f"('schema_version', '{SCHEMA_VERSION}'), ('generation', '0'); COMMIT;"
+            )
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def _check(self) -> None:
         try:

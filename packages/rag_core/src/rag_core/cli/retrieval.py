@@ -1,9 +1,150 @@
-"""`mlx-rag ingest`, `search` and `ask` (filled in by the retrieval work)."""
+"""`mlx-rag ingest`, `search` and `ask`: thin wrappers over rag_core.retrieval."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+
+from rag_core.answer import Sampling, answer, citations
+from rag_core.cli.output import echo_json
+from rag_core.errors import RagError
+from rag_core.retrieval import get_llm, ingest_paths, retrieve
+from rag_core.search import MODES
+
+STORE_OPTION = click.option(
+    "--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="The store file (default: [store] path from the config).",
+)  # fmt: skip
+
+
+def note(message: str) -> None:
+    click.echo(f"Note: {message}", err=True)
+
+
+def display_path(path: str) -> str:
+    """`path` relative to the working directory when it lies below it."""
+    try:
+        return os.path.relpath(path) if Path(path).is_relative_to(Path.cwd()) else path
+    except ValueError:
+        return path
+
+
+def location(passage: dict) -> str:
+    start, end = passage["lines"]
+    lines = f"{start}" if start == end else f"{start}-{end}"
+    return f"{display_path(passage['source'])}:{lines}"
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@STORE_OPTION
+@click.option("--prune", is_flag=True, help="Remove documents whose files no longer exist.")
+@click.option("--no-embed", is_flag=True, help="Do not embed (BM25 search only).")
+def ingest_command(paths: tuple[Path, ...], store: Path | None, prune: bool, no_embed: bool):
+    """Add files and folders (text, Markdown, HTML, plugin formats) to the store.
+
+    Unchanged files are skipped, changed ones replaced; re-running never duplicates chunks.
+    """
+    report = ingest_paths(paths, store=store, prune=prune, embed=not no_embed, note=note,
+                          progress=True)
+    for path, reason in report.skipped:
+        click.echo(f"Warning: skipped {display_path(path)}: {reason}", err=True)
+    for path in report.pruned:
+        click.echo(f"Pruned {display_path(path)}", err=True)
+    click.echo(f"Ingested into {report.store}: {report.summary()}")
+    if paths and not (report.added or report.updated or report.unchanged):
+        raise RagError(
+            "No documents were ingested: every file was skipped (see the warnings above)."
+            if report.skipped else
+            "No documents found to ingest in " + ", ".join(map(str, paths)) + "."
+        )
+
+
+@click.command("search")
+@click.argument("query")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many results.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
+              help="auto: hybrid when the store has vectors and their model loads, else bm25.")
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def search_command(query: str, k: int, mode: str, store: Path | None, as_json: bool):
+    """Find the chunks that best match QUERY, with score, source path and line range."""
+    response = retrieve(query, k=k, mode=mode, store=store, note=None if as_json else note)
+    if as_json:
+        echo_json(response.to_dict())
+        return
+    if not response.results:
+        click.echo(f"No matches for {query!r}.")
+    for n, result in enumerate(response.results, 1):
+        passage = result.to_dict()
+        click.echo(f"{n}. {location(passage)}  ({response.mode} score {result.score:.4g})")
+        click.echo("   " + _snippet(result.text))
+
+
+@click.command("ask")
+@click.argument("question")
+@click.option("-k", "k", default=4, show_default=True, type=click.IntRange(min=1),
+              help="How many passages to retrieve.")
+@click.option("--no-llm", is_flag=True, help="Print the retrieved passages only.")
+@click.option("--model", metavar="ID",
+              help="LLM id, alias or local mlx-lm dir (default: [llm] model).")
+@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(min=1))
+@click.option("--temp", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature (0: greedy).")
+@click.option("--top-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--min-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", type=int, help="Random seed for sampling.")
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON when done (no streaming).")
+def ask_command(question: str, k: int, no_llm: bool, model: str | None, max_tokens: int,
+                temp: float, top_p: float, top_k: int, min_p: float, seed: int | None,
+                store: Path | None, as_json: bool):
+    """Answer QUESTION from the store's passages, citing them as [1], [2], ..."""
+    sampling = Sampling(max_tokens, temp, top_p, top_k, min_p, seed)
+    response = retrieve(question, k=k, store=store, note=None if as_json else note)
+    passages = [r.to_dict() for r in response.results]
+    if no_llm or not passages:
+        if as_json:
+            echo_json({"question": question, "answer": None, "passages": passages})
+            return
+        if not passages:
+            click.echo(f"No passages match {question!r}; nothing to answer from.")
+        _echo_passages(passages)
+        return
+    llm = get_llm(model)
+    if as_json:
+        result = answer(llm, question, passages, sampling)
+        echo_json({"question": question, **result.to_dict(), "passages": passages})
+        return
+    result = answer(llm, question, passages, sampling, on_text=lambda t: click.echo(t, nl=False))
+    click.echo("\n")
+    cited = citations(result.text, passages)
+    if cited:
+        click.echo("Sources:")
+        for c in cited:
+            click.echo(f"[{c.number}] {location(passages[c.number - 1])}")
+    else:
+        click.echo("The answer cites no passage. Retrieved:")
+        _echo_passages(passages, text=False)
+
+
+def _echo_passages(passages: list[dict], text: bool = True) -> None:
+    for n, passage in enumerate(passages, 1):
+        click.echo(f"[{n}] {location(passage)}")
+        if text:
+            click.echo("    " + _snippet(passage["text"], 600))
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def add_commands(cli: click.Group) -> None:
     """Attach the retrieval commands to the root CLI group."""
+    for command in (ingest_command, search_command, ask_command):
+        cli.add_command(command)

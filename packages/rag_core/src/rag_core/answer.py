@@ -1,0 +1,184 @@
+"""Answer a question from retrieved passages with an mlx-lm model, streaming tokens and citing
+passages as [1], [2], ... which `citations` maps back to their sources."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages you are given. After each claim, "
+    "cite the passages it comes from by number in square brackets, like [1] or [2][3]. "
+    "If the passages do not contain the answer, say that you do not know."
+)
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+LLM_ALLOW_PATTERNS = [
+    "*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt",
+]  # fmt: skip
+
+
+@dataclass
+class Sampling:
+    """Generation settings, passed to mlx-lm's `make_sampler` (temp 0 is greedy)."""
+
+    max_tokens: int = 512
+    temp: float = 0.0
+    top_p: float = 0.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        problems = []
+        if self.max_tokens < 1:
+            problems.append(f"max_tokens must be >= 1 (got {self.max_tokens})")
+        if self.temp < 0:
+            problems.append(f"temp must be >= 0 (got {self.temp})")
+        if not 0 <= self.top_p <= 1:
+            problems.append(f"top_p must be in [0, 1] (got {self.top_p})")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (got {self.top_k})")
+        if not 0 <= self.min_p <= 1:
+            problems.append(f"min_p must be in [0, 1] (got {self.min_p})")
+        if problems:
+            raise ValueError("Bad sampling options: " + "; ".join(problems) + ".")
+
+    def sampler(self):
+        from mlx_lm.sample_utils import make_sampler
+
+        return make_sampler(temp=self.temp, top_p=self.top_p, min_p=self.min_p, top_k=self.top_k)
+
+
+@dataclass
+class LanguageModel:
+    """An mlx-lm model with its tokenizer, as the registry hands it out (kind "llm")."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+
+
+def load_llm(source: str) -> LanguageModel:
+    """Load an mlx-lm model from a local directory or a hub repo id."""
+    from mlx_lm import load
+
+    from rag_core.hub import resolve_model_path
+
+    path = resolve_model_path(source, allow_patterns=LLM_ALLOW_PATTERNS)
+    model, tokenizer = load(str(path))
+    return LanguageModel(model, tokenizer, str(source))
+
+
+def is_mlx_lm_dir(source: str) -> bool:
+    """True for a local directory holding a model of a type mlx-lm implements."""
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    path = Path(source).expanduser()
+    if not path.is_dir() or (path / "modules.json").exists() or not any(path.glob("*.safetensors")):
+        return False
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(model_type, str) or not model_type:
+        return False
+    module = MODEL_REMAPPING.get(model_type, model_type)
+    return importlib.util.find_spec(f"mlx_lm.models.{module}") is not None
+
+
+@dataclass
+class Citation:
+    number: int
+    source: str
+    lines: list[int]
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation]
+    model: str
+    passages: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "model": self.model,
+            "citations": [asdict(c) for c in self.citations],
+        }
+
+
+def build_messages(question: str, passages: list[dict]) -> list[dict]:
+    """Chat messages: the instructions, then the numbered passages and the question."""
+    context = "\n\n".join(
+        f"[{n}] {p['source']} (lines {p['lines'][0]}-{p['lines'][1]}):\n{p['text']}"
+        for n, p in enumerate(passages, 1)
+    )
+    user = f"Passages:\n\n{context}\n\nQuestion: {question}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of the prompt, through the model's chat template when it has one."""
+    has_template = getattr(tokenizer, "has_chat_template", None)
+    if has_template is None:
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+    if has_template:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.encode(text, add_special_tokens=False)
+    text = "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
+    return tokenizer.encode(text)
+
+
+def stream_answer(
+    llm: LanguageModel, question: str, passages: list[dict], sampling: Sampling | None = None
+) -> Iterator[str]:
+    """Yield the answer's text piece by piece as the model generates it."""
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+
+    sampling = sampling or Sampling()
+    if sampling.seed is not None:
+        mx.random.seed(sampling.seed)
+    prompt = render_prompt(llm.tokenizer, build_messages(question, passages))
+    for response in stream_generate(
+        llm.model, llm.tokenizer, prompt, max_tokens=sampling.max_tokens,
+        sampler=sampling.sampler(),
+    ):
+        if response.text:
+            yield response.text
+
+
+def citations(text: str, passages: list[dict]) -> list[Citation]:
+    """The passages cited in `text` as [n] (or [n, m]), in order of first citation."""
+    numbers: dict[int, None] = {}
+    for match in CITATION.finditer(text):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if 1 <= n <= len(passages):
+                numbers[n] = None
+    return [
+        Citation(n, passages[n - 1]["source"], list(passages[n - 1]["lines"])) for n in numbers
+    ]
+
+
+def answer(
+    llm: LanguageModel,
+    question: str,
+    passages: list[dict],
+    sampling: Sampling | None = None,
+    on_text=None,
+) -> Answer:
+    """Generate the whole answer (calling `on_text(piece)` as it streams) with its citations."""
+    pieces = []
+    for piece in stream_answer(llm, question, passages, sampling):
+        pieces.append(piece)
+        if on_text is not None:
+            on_text(piece)
+    text = "".join(pieces).strip()
+    return Answer(text, citations(text, passages), llm.name, passages)

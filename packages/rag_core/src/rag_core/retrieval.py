@@ -1,0 +1,117 @@
+"""Ingest, retrieve and answer with the configured store and models.
+
+The one code path behind `mlx-rag ingest/search/ask`, the `retrieve` and `answer` tools and
+the Python API. Models come from the shared registry: `[embedding] model` (kind "embedding")
+and `[llm] model` (kind "llm"); the store is `[store] path`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from rag_core.answer import LanguageModel
+from rag_core.config import Config, get_config
+from rag_core.errors import ModelUnavailableError, RagError
+from rag_core.ingest import IngestReport, discover, ingest_files
+from rag_core.loaders import Loaders
+from rag_core.search import SearchResponse, search
+from rag_core.store import Store
+
+Note = Callable[[str], None]
+
+
+def store_path(path: str | Path | None = None, config: Config | None = None) -> Path:
+    """`path` if given, else `[store] path` from the config."""
+    return Path(path).expanduser() if path else (config or get_config()).store_path
+
+
+def get_model(model_id: str, kind: str):
+    """Load `model_id` from the shared registry, checking it is a model of `kind`."""
+    from rag_core.plugins import get_registry
+
+    registry = get_registry()
+    spec = registry.spec(model_id)
+    if spec.kind != kind:
+        raise RagError(
+            f"Model '{model_id}' is a '{spec.kind}' model, not an '{kind}' model: "
+            f"choose one from `mlx-rag models list`."
+        )
+    return registry.get(model_id)
+
+
+def try_embedder(model_id: str, note: Note | None = None):
+    """The embedding model, or None (after a note saying why) when its files cannot be had."""
+    try:
+        return get_model(model_id, "embedding")
+    except ModelUnavailableError as exc:
+        if note:
+            note(f"Embedding model '{model_id}' is not available, so only BM25 search is "
+                 f"possible: {exc}")
+        return None
+
+
+def ingest_paths(
+    paths: Iterable[str | Path],
+    *,
+    store: str | Path | None = None,
+    config: Config | None = None,
+    prune: bool = False,
+    embed: bool = True,
+    on_file: Callable[[str, str], None] | None = None,
+    note: Note | None = None,
+    progress: bool = False,
+) -> IngestReport:
+    """Ingest files and folders into the store, embedding with `[embedding] model` if it can
+    be loaded (`embed=False`: BM25 only)."""
+    config = config or get_config()
+    paths = list(paths)
+    if not paths and not prune:
+        raise RagError("Nothing to ingest: give one or more files or folders.")
+    loaders = Loaders.from_plugins()
+    files = discover(paths, loaders)
+    with Store(store_path(store, config), create=True) as db:
+        embedder = try_embedder(config.get("embedding.model"), note) if embed and files else None
+        return ingest_files(
+            db, files, embedder=embedder, loaders=loaders, prune=prune, on_file=on_file,
+            progress=progress,
+        )
+
+
+def retrieve(
+    question: str,
+    *,
+    k: int = 4,
+    mode: str = "auto",
+    store: str | Path | None = None,
+    config: Config | None = None,
+    note: Note | None = None,
+) -> SearchResponse:
+    """Search the store: hybrid when its vectors' embedding model can be loaded, else BM25.
+
+    Queries are embedded with the model that embedded the store, which may differ from
+    `[embedding] model` until the next ingest (a note says so).
+    """
+    config = config or get_config()
+    with Store(store_path(store, config)) as db:
+        embedder = None
+        stored_model = db.embedding_model if mode != "bm25" else None
+        if stored_model:
+            configured = config.get("embedding.model")
+            if note and stored_model != configured:
+                from rag_core.plugins import get_registry
+
+                if get_registry().spec(configured).id != stored_model:
+                    note(f"The store was embedded with '{stored_model}', not the configured "
+                         f"'{configured}': re-run `mlx-rag ingest` to switch.")
+            embedder = try_embedder(stored_model, note)
+        response = search(db, question, k=k, embedder=embedder, mode=mode)
+    if note:
+        for line in response.notes:
+            note(f"Using BM25 only: {line}" if response.mode == "bm25" else line)
+    return response
+
+
+def get_llm(model_id: str | None = None, config: Config | None = None) -> LanguageModel:
+    """The answering model: `model_id`, else `[llm] model`."""
+    return get_model(model_id or (config or get_config()).get("llm.model"), "llm")
