@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "demo":
         ensure_env(with_tests=False)
-        return run(BIN / "mlx-rag", "demo", *rest, check=False)
+        return run(BIN / "mlx-rag", "music", "demo", *rest, check=False)
     ensure_env(with_tests=True)
     run(PY, "-m", "ruff", "check", ".")
     code = run(PY, "-m", "pytest", *rest, check=False)
