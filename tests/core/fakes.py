@@ -28,18 +28,27 @@ class FakePlugins:
     def add(self, name: str, source: str = "", *, version: str = "1.0",
             module: str | None = None) -> str:
         """Install plugin ``name`` (entry point name) whose module holds ``source``."""
+        modules = {}
         if module is None:
             module = f"mlxrag_fake_{name}_{uuid.uuid4().hex[:8]}"
+            modules[module] = source
+        dist = f"mlx-rag-fake-{name}-{uuid.uuid4().hex[:6]}"
+        self.install(dist, version, {name: module}, modules)
+        return module
+
+    def install(self, dist: str, version: str, entry_points: dict[str, str],
+                modules: dict[str, str]) -> None:
+        """Write ``modules`` (name -> source) and a dist-info declaring ``entry_points``."""
+        for module, source in modules.items():
             (self.root / f"{module}.py").write_text(textwrap.dedent(source))
             self.modules.append(module)
-        dist = f"mlx-rag-fake-{name}-{uuid.uuid4().hex[:6]}"
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[mlx_rag]\n{name} = {module}\n")
+        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[mlx_rag]\n{lines}")
         importlib.invalidate_caches()
         self.dists.add(dist)
-        return module
 
     def cleanup(self) -> None:
         for module in self.modules:

@@ -102,7 +102,7 @@ def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
-@click.group(cls=RagGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("mlx-rag", cls=RagGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", metavar="FILE", is_eager=True, expose_value=False,
               callback=_use_config,
               help="Config file (default: $MLX_RAG_CONFIG, ./mlx-rag.toml, then the user "
