@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     AutoTokenizer,
     MusicgenConfig,
@@ -183,10 +183,14 @@ def write_tokenizer(path: str | Path) -> Path:
     vocab += [(f"▁{word}", -1.0) for word in WORDS]
     vocab += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz,.!-'0123456789"]
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Lowercase(), normalizers.Replace(" {2,}", " ")]
+    # t5-base's pipeline without its sentencepiece charsmap normalizer, which transformers 5
+    # keeps only when it comes from a spiece.model.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+        ]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
@@ -278,4 +282,8 @@ def reference_generate(
             audio = model.generate(**inputs, **kwargs)
     finally:
         del model.audio_encoder.decode
-    return torch.cat(captured, dim=1), audio
+    if len(captured) == 2:  # stereo: left (even) and right (odd) codebooks decoded apart
+        left, right = captured
+        B, K, T = left.shape
+        return torch.stack([left, right], dim=2).reshape(B, 2 * K, T), audio
+    return captured[0], audio

@@ -69,9 +69,12 @@ def generate_step(
     cross_bias = cross_attention_bias(text_mask, text_states.dtype)
     cache = decoder.make_cache(total)
     pads = special_token_mask(num_frames, delays)
-    keys = mx.random.split(key if key is not None else random_key(), total)
+    key = key if key is not None else random_key()
 
     def next_tokens(tokens: mx.array, step: int) -> mx.array:
+        nonlocal key
+        # One key per step, split off in turn: a longer run starts with the same codes.
+        key, step_key = mx.random.split(key)
         inputs = tokens[:, :, None]
         if guided:
             inputs = mx.concatenate([inputs, inputs])
@@ -79,7 +82,7 @@ def generate_step(
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + (cond - uncond) * guidance_scale
-        codes = sampler(logits.reshape(batch * K, -1), keys[step]).reshape(batch, K)
+        codes = sampler(logits.reshape(batch * K, -1), step_key).reshape(batch, K)
         return mx.where(pads[:, step + 1], special, codes)
 
     history = []
