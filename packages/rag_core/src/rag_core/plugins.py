@@ -182,9 +182,11 @@ class PluginHost:
                 raise PluginError(f"Plugin '{name}' implements unknown hook '{caller.name}' "
                                   f"(known hooks: {', '.join(HOOKS)}).")
 
-    def _impls(self, hook: str, name: str) -> list[Callable[..., Any]]:
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        return [i.function for i in impls if i.plugin_name == name]
+    def _call(self, hook: str, name: str, **kwargs: Any) -> None:
+        """Call plugin ``name``'s implementations of ``hook`` (with the arguments they take)."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == name:
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
 
     def _call_hooks(self, record: PluginRecord) -> None:
         name = record.name
@@ -208,15 +210,11 @@ class PluginHost:
             self.loaders.update(dict.fromkeys(loader.suffixes, loader))
             record.loaders.extend(loader.suffixes)
 
-        for impl in self._impls("register_models", name):
-            impl(register=register_model)
-        for impl in self._impls("register_tools", name):
-            impl(register=register_tool)
-        for impl in self._impls("register_loaders", name):
-            impl(register=register_loader)
+        self._call("register_models", name, register=register_model)
+        self._call("register_tools", name, register=register_tool)
+        self._call("register_loaders", name, register=register_loader)
         group = click.Group(name)
-        for impl in self._impls("register_commands", name):
-            impl(cli=group)
+        self._call("register_commands", name, cli=group)
         for command in group.commands:
             if command in self.commands:
                 owner = self.command_owners[command]
