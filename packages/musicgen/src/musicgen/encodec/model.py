@@ -23,7 +23,6 @@ _WEIGHT_NORM = {
 }
 _LSTM_KEY = re.compile(r"^(.*\.lstm)\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
 _CODEBOOK_BUFFERS = ("embed_avg", "cluster_size", "inited")
-_DECODER_CONV = re.compile(r"^decoder\.layers\.(\d+)\.conv\.weight$")
 
 
 class EncodecModel(nn.Module):
@@ -69,7 +68,7 @@ class EncodecModel(nn.Module):
         Weight norm, stored as `weight_g`/`weight_v` (older transformers, the hub files) or as
         `parametrizations.weight.original0/1` (current transformers), is folded into a plain
         weight, computed in float32 and stored in the checkpoint's dtype (cast to float32 before
-        sanitizing to keep full precision). Conv weights become MLX's (out, kernel, in) layout;
+        sanitizing to keep full precision). Conv weights get MLX's channels-last layout;
         the two LSTM biases are summed; codebook training buffers are dropped.
         """
         weights = dict(weights)
@@ -110,17 +109,10 @@ class EncodecModel(nn.Module):
                 continue
             out[key] = value
 
-        # The decoder's direct `layers.i.conv` are its first conv, its transposed convs (stored
-        # (in, out, kernel)) and its last conv; every other conv is stored (out, in, kernel).
-        direct = sorted(int(m.group(1)) for k in out if (m := _DECODER_CONV.match(k)))
-        transposed = set(direct[1:-1])
+        # Conv (out, in, kernel) -> (out, kernel, in); transposed (in, out, k) -> (in, k, out).
         for key, value in out.items():
             if key.endswith("conv.weight") and value.ndim == 3:
-                match = _DECODER_CONV.match(key)
-                if match and int(match.group(1)) in transposed:
-                    out[key] = value.transpose(1, 2, 0)
-                else:
-                    out[key] = value.transpose(0, 2, 1)
+                out[key] = value.swapaxes(1, 2)
         return out
 
     def decode(self, codes: mx.array) -> mx.array:
