@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -12,10 +11,8 @@ import numpy as np
 from musicgen.encodec.config import EncodecConfig
 from musicgen.encodec.quantizer import ResidualVectorQuantizer
 from musicgen.encodec.seanet import EncodecDecoder, EncodecEncoder
+from musicgen.encodec.streaming import StreamingDecoder
 from musicgen.errors import CheckpointError, InvalidArgumentError
-
-if TYPE_CHECKING:
-    from musicgen.encodec.streaming import StreamingDecoder
 
 _WEIGHT_NORM = {
     ".parametrizations.weight.original0": ".weight_g",
@@ -135,8 +132,6 @@ class EncodecModel(nn.Module):
 
     def stream_decoder(self) -> StreamingDecoder:
         """A decoder that takes codes a few frames at a time (see StreamingDecoder)."""
-        from musicgen.encodec.streaming import StreamingDecoder
-
         return StreamingDecoder(self)
 
     def check_codes(self, codes: mx.array) -> mx.array:
