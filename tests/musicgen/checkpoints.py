@@ -12,10 +12,11 @@ Test-only: torch and transformers are the reference implementation, never a runt
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Literal
 
+import mlx.core as mx
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -112,6 +113,7 @@ SMALL_DECODER = {
     "bos_token_id": 2048,
 }
 
+AUDIO_ATOL = 1e-4  # float32, absolute, on audio in [-1, 1]
 WORDS = ["lofi", "piano", "rain", "epic", "brass", "drums", "calm", "music", "a", "the", "with"]
 PROMPTS = ["lofi piano, rain", "epic brass with drums", "calm"]
 
@@ -149,13 +151,13 @@ def write_musicgen(
         model = model.half()
     elif dtype != "float32":
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
-    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    max_shard = math.ceil(size / shards) + 1 if shards > 1 else max(size * 2, 1 << 30)
-    model.save_pretrained(path, max_shard_size=max_shard)
+    model.save_pretrained(path, max_shard_size="100GB")
     if weight_norm == "legacy":
         _rename_weight_norm(path)
     elif weight_norm != "parametrizations":
         raise ValueError(f"weight_norm must be 'parametrizations' or 'legacy', got {weight_norm!r}")
+    if shards > 1:
+        _reshard(path, shards)
     write_tokenizer(path)
     return path
 
@@ -247,6 +249,26 @@ def _randomize(model: MusicgenForConditionalGeneration) -> None:
             layer.codebook.embed.normal_(0.0, scale)
 
 
+def _reshard(path: Path, shards: int) -> None:
+    """Split model.safetensors into exactly ``shards`` files and an index, named as on the hub."""
+    tensors = load_file(path / "model.safetensors")
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    groups: list[dict[str, torch.Tensor]] = [{} for _ in range(shards)]
+    written = 0
+    for key, tensor in tensors.items():
+        groups[min(shards - 1, written * shards // total)][key] = tensor
+        written += tensor.numel() * tensor.element_size()
+    assert all(groups), "too few tensors for that many shards"
+    weight_map = {}
+    for i, group in enumerate(groups, 1):
+        name = f"model-{i:05d}-of-{shards:05d}.safetensors"
+        save_file(group, path / name, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(group, name))
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (path / "model.safetensors").unlink()
+
+
 def _rename_weight_norm(path: Path) -> None:
     """Store weight norm as weight_g/weight_v, as the facebook/musicgen-* files do."""
 
@@ -287,3 +309,28 @@ def reference_generate(
         B, K, T = left.shape
         return torch.stack([left, right], dim=2).reshape(B, 2 * K, T), audio
     return captured[0], audio
+
+
+def assert_generation_matches_reference(
+    model, reference, path, prompts, guidance_scale=3.0, duration=0.3, atol=AUDIO_ATOL
+):
+    """Greedy codes identical to transformers' and audio within ``atol``; returns the codes."""
+    frames = round(duration * model.frame_rate)
+    codes = model.generate_tokens(
+        prompts, duration=duration, guidance_scale=guidance_scale, temperature=0
+    )
+    expected_codes, expected_audio = reference_generate(
+        reference,
+        reference_inputs(path, prompts),
+        do_sample=False,
+        guidance_scale=guidance_scale,
+        max_new_tokens=frames + model.num_codebooks // model.audio_channels - 1,
+    )
+    assert codes.dtype == mx.int32
+    assert codes.shape == (len(prompts), model.num_codebooks, frames)
+    assert np.array_equal(np.array(codes), expected_codes.numpy())
+    audio = model.decode(codes)
+    assert audio.dtype == mx.float32
+    assert audio.shape == (len(prompts), model.audio_channels, frames * model.codec.hop_length)
+    np.testing.assert_allclose(np.array(audio), expected_audio.numpy(), rtol=0, atol=atol)
+    return codes

@@ -8,45 +8,23 @@ import numpy as np
 import pytest
 from musicgen.decoder import MusicGenDecoder
 
-from tests.musicgen.checkpoints import PROMPTS, reference_generate, reference_inputs
-
-ATOL = 1e-4  # float32, absolute, on audio in [-1, 1]
-
-
-def check_against_reference(model, reference, path, prompts, guidance_scale, duration=0.3):
-    frames = round(duration * model.frame_rate)
-    codes = model.generate_tokens(
-        prompts, duration=duration, guidance_scale=guidance_scale, temperature=0
-    )
-    expected_codes, expected_audio = reference_generate(
-        reference,
-        reference_inputs(path, prompts),
-        do_sample=False,
-        guidance_scale=guidance_scale,
-        max_new_tokens=frames + model.num_codebooks // model.audio_channels - 1,
-    )
-    assert codes.dtype == mx.int32
-    assert codes.shape == (len(prompts), model.num_codebooks, frames)
-    assert np.array_equal(np.array(codes), expected_codes.numpy())
-    audio = model.decode(codes)
-    assert audio.dtype == mx.float32
-    assert audio.shape == (len(prompts), model.audio_channels, frames * model.codec.hop_length)
-    np.testing.assert_allclose(np.array(audio), expected_audio.numpy(), rtol=0, atol=ATOL)
-    return codes
+from tests.musicgen.checkpoints import PROMPTS, assert_generation_matches_reference
 
 
 @pytest.mark.parametrize("guidance_scale", [3.0, 1.0])
 def test_greedy_batch_of_unequal_prompts_matches_transformers(
     guidance_scale, tiny_model, tiny_reference, tiny_path
 ):
-    codes = check_against_reference(tiny_model, tiny_reference, tiny_path, PROMPTS, guidance_scale)
+    codes = assert_generation_matches_reference(
+        tiny_model, tiny_reference, tiny_path, PROMPTS, guidance_scale
+    )
     assert len(np.unique(np.array(codes))) > 4  # not a degenerate constant output
 
 
 def test_stereo_greedy_matches_transformers(stereo_path, stereo_reference):
     model = musicgen.load(stereo_path)
     assert model.audio_channels == 2 and model.num_codebooks == 8
-    check_against_reference(model, stereo_reference, stereo_path, PROMPTS[:2], 3.0)
+    assert_generation_matches_reference(model, stereo_reference, stereo_path, PROMPTS[:2], 3.0)
 
 
 def test_guidance_scale_one_skips_the_unconditional_branch(tiny_model, monkeypatch):
