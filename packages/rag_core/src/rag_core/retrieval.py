@@ -34,8 +34,8 @@ def get_model(model_id: str, kind: str):
     spec = registry.spec(model_id)
     if spec.kind != kind:
         raise RagError(
-            f"Model '{model_id}' is a '{spec.kind}' model, not an '{kind}' model: "
-            f"choose one from `mlx-rag models list`."
+            f"Model '{model_id}' is of kind '{spec.kind}', but kind '{kind}' is needed here: "
+            f"choose one from `mlx-rag models list --kind {kind}`."
         )
     return registry.get(model_id)
 
@@ -93,6 +93,7 @@ def retrieve(
     `[embedding] model` until the next ingest (a note says so).
     """
     config = config or get_config()
+    unavailable: list[str] = []  # why the embedding model could not be loaded
     with Store(store_path(store, config)) as db:
         embedder = None
         stored_model = db.embedding_model if mode != "bm25" else None
@@ -104,11 +105,14 @@ def retrieve(
                 if get_registry().spec(configured).id != stored_model:
                     note(f"The store was embedded with '{stored_model}', not the configured "
                          f"'{configured}': re-run `mlx-rag ingest` to switch.")
-            embedder = try_embedder(stored_model, note)
+            embedder = try_embedder(stored_model, unavailable.append)
         response = search(db, question, k=k, embedder=embedder, mode=mode)
     if note:
-        for line in response.notes:
-            note(f"Using BM25 only: {line}" if response.mode == "bm25" else line)
+        if response.mode == "bm25" and unavailable:
+            note(unavailable[0])
+        else:
+            for line in response.notes:
+                note(f"Using BM25 only: {line}" if response.mode == "bm25" else line)
     return response
 
 

@@ -118,7 +118,7 @@ def search(
             f"The store {store.path} is empty: run `mlx-rag ingest PATH...` first."
         )
     notes: list[str] = []
-    dense_ok = embedder is not None and _can_search_dense(store, embedder, counts, notes)
+    dense_ok = mode != "bm25" and _can_search_dense(store, embedder, counts, notes)
     if mode == "dense" and not dense_ok:
         raise StoreError("Dense search is not possible: " + " ".join(notes))
     if mode == "hybrid" and not dense_ok:
@@ -143,10 +143,15 @@ def search(
     return SearchResponse(query, used, results, notes)
 
 
-def _can_search_dense(store: Store, embedder: Embedder, counts: dict, notes: list[str]) -> bool:
+def _can_search_dense(
+    store: Store, embedder: Embedder | None, counts: dict, notes: list[str]
+) -> bool:
     stored = store.embedding_model
     if not counts["vectors"]:
         notes.append("the store holds no vectors (it was ingested without an embedding model).")
+        return False
+    if embedder is None:
+        notes.append(f"the embedding model '{stored}' is not loaded to embed the query.")
         return False
     if stored != embedder.name:
         notes.append(
