@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias
-from musicgen.delay import num_steps, special_token_mask
+from musicgen.delay import apply_delay, num_steps
 from musicgen.errors import InvalidArgumentError
 from musicgen.sampling import Sampler
 
@@ -50,32 +50,49 @@ def generate_step(
     sampler: Sampler,
     key: mx.array | None = None,
     delays: Sequence[int] | None = None,
+    prompt: mx.array | None = None,
+    unconditional: tuple[mx.array, mx.array] | None = None,
 ) -> Iterator[GenerationStep]:
     """Yield one GenerationStep per decoding step until ``num_frames`` frames are complete.
 
     ``text_states`` (B, S, D) are the conditional decoder-width states (``project_text``) and
-    ``text_mask`` (B, S) their padding mask.
+    ``text_mask`` (B, S) their padding mask. ``unconditional`` (states, mask) replaces the
+    all-zero states of the unconditional branch (MusicGen-Melody's null chroma).
+
+    ``prompt`` (B, K, P) codes, delay undone, are the first P of the ``num_frames`` frames (audio
+    continuation): the first step feeds them through the delay pattern in one call, as
+    transformers' ``decoder_input_ids``, where a prompt code falls in a later position it is
+    written instead of sampled, and only the frames after the prompt are yielded.
     """
     config = decoder.config
     delays = list(delays or range(config.num_codebooks))
     special = config.special_token_id
     batch, K = text_states.shape[0], config.num_codebooks
-    total = num_steps(num_frames, delays)
+    start = 0 if prompt is None else prompt.shape[2]
+    if not 0 <= start < num_frames:
+        raise InvalidArgumentError(
+            f"the prompt has {start} frames; num_frames must be larger, got {num_frames}."
+        )
+    total = num_steps(num_frames - start, delays)
     guided = guidance_scale != 1
     if guided:
-        text_states = mx.concatenate([text_states, mx.zeros_like(text_states)])
-        text_mask = mx.concatenate([text_mask, mx.zeros_like(text_mask)])
+        null_states, null_mask = unconditional or (
+            mx.zeros_like(text_states),
+            mx.zeros_like(text_mask),
+        )
+        text_states = mx.concatenate([text_states, null_states])
+        text_mask = mx.concatenate([text_mask, null_mask])
     cross_kv = decoder.cross_kv(text_states)
     cross_bias = cross_attention_bias(text_mask, text_states.dtype)
-    cache = decoder.make_cache(total)
-    pads = special_token_mask(num_frames, delays)
+    cache = decoder.make_cache(start + total)
+    known = known_tokens(prompt, batch, num_frames, delays, special)
     key = key if key is not None else random_key()
 
-    def next_tokens(tokens: mx.array, step: int) -> mx.array:
+    def next_tokens(inputs: mx.array, position: int) -> mx.array:
+        """The tokens at ``position`` of the delayed sequence, after feeding ``inputs``."""
         nonlocal key
         # One key per step, split off in turn: a longer run starts with the same codes.
         key, step_key = mx.random.split(key)
-        inputs = tokens[:, :, None]
         if guided:
             inputs = mx.concatenate([inputs, inputs])
         logits = decoder(inputs, cross_kv, cross_bias, cache)[:, :, -1].astype(mx.float32)
@@ -83,23 +100,36 @@ def generate_step(
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + (cond - uncond) * guidance_scale
         codes = sampler(logits.reshape(batch * K, -1), step_key).reshape(batch, K)
-        return mx.where(pads[:, step + 1], special, codes)
+        fixed = known[:, :, position]
+        return mx.where(fixed >= 0, fixed, codes)
 
-    history = []
-    tokens = next_tokens(mx.full((batch, K), special, mx.int32), 0)
+    history = [known[:, :, p] for p in range(start + 1)]  # the delayed sequence, by position
+    tokens = next_tokens(known[:, :, : start + 1], start + 1)
     mx.async_eval(tokens)
     for step in range(total):
+        position = start + 1 + step
         if step + 1 < total:
-            upcoming = next_tokens(tokens, step + 1)
+            upcoming = next_tokens(tokens[:, :, None], position + 1)
             mx.async_eval(upcoming)
         history.append(tokens)
-        frame = step - max(delays)
+        frame = position - 1 - max(delays)
         done = None
-        if frame >= 0:
-            done = mx.stack([history[frame + d][:, k] for k, d in enumerate(delays)], axis=1)
+        if frame >= start:
+            done = mx.stack([history[frame + d + 1][:, k] for k, d in enumerate(delays)], axis=1)
         yield GenerationStep(step, total, tokens, done)
         if step + 1 < total:
             tokens = upcoming
+
+
+def known_tokens(
+    prompt: mx.array | None, batch: int, num_frames: int, delays: list[int], special: int
+) -> mx.array:
+    """(B, K, 1 + steps) int32 delayed sequence of what is fixed before sampling: the special
+    token where the delay pattern pads, the prompt's codes, and -1 where a code is sampled."""
+    codes = mx.full((batch, len(delays), num_frames), -1, mx.int32)
+    if prompt is not None:
+        codes[:, :, : prompt.shape[2]] = prompt.astype(mx.int32)
+    return apply_delay(codes, delays, special)
 
 
 def random_key(seed: int | None = None) -> mx.array:
