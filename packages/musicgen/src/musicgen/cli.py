@@ -1,0 +1,253 @@
+"""`mlx-rag music generate | from-text | demo`: thin commands over musicgen.tool and .demo.
+
+Options left out fall back to ``[tools.music]`` in the config, then to the tool's defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from rag_core.errors import ConfigError
+
+from musicgen.prompt import PROMPT_FROM, MusicPrompt, build_prompt
+from musicgen.tool import FORMATS, Sampling, make_track, progress_bar
+from musicgen.tool import run as music_tool
+
+NORMALIZE = ("peak", "rms", "clip", "none")
+
+
+def _options(function):
+    """The generation options shared by the commands (all default to None: config, then tool)."""
+    options = [
+        click.option("--model", "-m", metavar="ID", help="Model id, alias or local MusicGen "
+                     "folder (default: facebook/musicgen-small)."),
+        click.option("--duration", "-d", type=float, metavar="SECONDS",
+                     help="Length of the track (default: 8)."),
+        click.option("--seed", type=click.IntRange(0, 2**63 - 1),
+                     help="Random seed; the same seed, prompt and options give the same audio "
+                          "(default: random, recorded in the sidecar)."),
+        click.option("--guidance-scale", type=float, metavar="X",
+                     help="Classifier-free guidance (1 = none; default: 3)."),
+        click.option("--top-k", type=int, metavar="K", help="Sample among the K most likely "
+                     "codes (0 = all; default: 250)."),
+        click.option("--top-p", type=float, metavar="P", help="Nucleus sampling threshold "
+                     "(0 = off; default: 0)."),
+        click.option("--temperature", type=float, metavar="T",
+                     help="Sampling temperature (0 = greedy; default: 1)."),
+        click.option("--output", "-o", metavar="PATH", help="Audio file (.wav, .flac, .ogg) or "
+                     "folder (default: the music folder in the mlx-rag data dir)."),
+        click.option("--format", "format_", type=click.Choice(FORMATS),
+                     help="Audio format when OUTPUT is a folder (default: wav)."),
+        click.option("--normalize", type=click.Choice(NORMALIZE),
+                     help="peak: loudest sample at -1 dBFS (default); rms: -20 dBFS RMS; "
+                          "clip; none."),
+        click.option("--overwrite", is_flag=True, default=None,
+                     help="Replace the output file if it exists."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _prompt_options(function):
+    function = click.option("--llm", metavar="ID",
+                            help="LLM that describes the text (default: [llm] model).")(function)
+    return click.option(
+        "--prompt-from", type=click.Choice(PROMPT_FROM),
+        help="auto: the LLM if it is available locally, else the cue extractor (default); "
+             "llm: the LLM (downloaded if needed); extract: the cue extractor.",
+    )(function)  # fmt: skip
+
+
+TOOL_DEFAULTS = {name: p.default
+                 for name, p in list(inspect.signature(music_tool).parameters.items())[1:]}
+
+
+def settings(given: dict) -> dict:
+    """The options given on the command line over ``[tools.music]`` over the tool's defaults."""
+    from rag_core.config import get_config
+
+    config = get_config()
+    configured = config.tool_options("music")
+    for key in configured:
+        if key not in TOOL_DEFAULTS:
+            raise ConfigError(
+                f"Invalid config in {config.source('tools.music')}: 'tools.music.{key}' is not "
+                f"an option of the music tool (options: {', '.join(TOOL_DEFAULTS)})."
+            )
+    values = {**TOOL_DEFAULTS, **configured}
+    values.update({k: v for k, v in given.items() if v is not None})
+    return values
+
+
+def track_options(values: dict) -> dict:
+    """make_track's keyword arguments from merged settings."""
+    sampling = Sampling(values["duration"], values["guidance_scale"], values["top_k"],
+                        values["top_p"], values["temperature"])  # fmt: skip
+    return {"model": values["model"], "sampling": sampling, "seed": values["seed"],
+            "output": values["output"], "format": values["format"],
+            "normalize": values["normalize"], "overwrite": values["overwrite"]}  # fmt: skip
+
+
+def note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C: one clear line and exit code 130 (the temporary audio file is already gone)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("Interrupted: generation stopped and no audio file was written.", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+def generate_and_report(prompt: MusicPrompt, values: dict, as_json: bool) -> dict:
+    """make_track with a progress bar and status lines on stderr; print the result."""
+    with interruptible(), progress_bar("generating") as on_step:
+        record = make_track(prompt, on_step=on_step, on_status=note, **track_options(values))
+    if as_json:
+        click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        echo_track(record)
+    return record
+
+
+def echo_track(record: dict) -> None:
+    channels = {1: "mono", 2: "stereo"}.get(record["channels"], f"{record['channels']} ch")
+    label = "  [UNTRAINED smoke checkpoint: noise, not music]" if record["untrained"] else ""
+    click.echo(f"Wrote {record['path']} ({record['duration']:g} s, {record['sample_rate']} Hz, "
+               f"{channels}; {record['model']}, seed {record['seed']}; "
+               f"{record['timings']['total_s']:.1f} s){label}")  # fmt: skip
+    click.echo(f"Sidecar: {record['sidecar']}")
+
+
+def describe_prompt(prompt: MusicPrompt) -> str:
+    how = {"given": "as given", "extract": "extracted from the cues of",
+           "llm": f"described by {prompt.llm} from"}[prompt.builder]  # fmt: skip
+    what = {"retrieved": f"{len(prompt.chunk_ids)} retrieved passage(s)",
+            "text": ", ".join(prompt.sources) or "the text"}.get(prompt.input,
+                                                                  f"the {prompt.input}")
+    return f"Music prompt ({how}{'' if prompt.builder == 'given' else ' ' + what}): {prompt.text}"
+
+
+@click.group("music")
+def music_group() -> None:
+    """Generate music with MusicGen (MLX) from a prompt, a text or the RAG demo."""
+
+
+@music_group.command("generate")
+@click.argument("prompt")
+@_options
+def generate_command(prompt: str, as_json: bool, format_: str | None, **given) -> None:
+    """Generate a track from PROMPT, e.g. "lofi piano with rain, slow tempo"."""
+    if not prompt.strip():
+        raise click.BadParameter("the prompt is empty; describe the music.", param_hint="PROMPT")
+    values = settings({**given, "format": format_})
+    generate_and_report(MusicPrompt(" ".join(prompt.split()), "given", "prompt"), values, as_json)
+
+
+@music_group.command("from-text")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@_prompt_options
+@click.option("--prompt-only", is_flag=True, help="Print the music prompt and stop.")
+@_options
+def from_text_command(file, prompt_from: str | None, llm: str | None, prompt_only: bool,
+                      as_json: bool, format_: str | None, **given) -> None:
+    """Generate a track from the music a text suggests (FILE, or - for standard input)."""
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{file.name} is not UTF-8 text ({exc.reason}).",
+                                 param_hint="FILE") from None  # fmt: skip
+    values = settings({**given, "format": format_, "prompt_from": prompt_from, "llm": llm})
+    source = "<stdin>" if file.name in ("-", "<stdin>") else str(Path(file.name))
+    if not text.strip():
+        raise click.BadParameter(f"{source} has no text to make music from.", param_hint="FILE")
+    with interruptible():
+        prompt = build_prompt(text, prompt_from=values["prompt_from"], llm=values["llm"],
+                              input="text", sources=[source])  # fmt: skip
+    for line in prompt.notes:
+        note(f"Note: {line}")
+    if prompt_only:
+        click.echo(json.dumps(prompt.to_dict(), indent=2) if as_json else prompt.text)
+        return
+    note(describe_prompt(prompt))
+    generate_and_report(prompt, values, as_json)
+
+
+@music_group.command("demo")
+@click.option("--question", "-q", default=None, metavar="TEXT",
+              help="What to ask the sample corpus (default: a question about a foggy harbour).")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Store file for the corpus (default: demo/store.sqlite3 in the data dir).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Passages to retrieve.")
+@click.option("--smoke", is_flag=True,
+              help="Use the untrained smoke checkpoint at once (no download attempt).")
+@_prompt_options
+@_options
+def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
+                 prompt_from: str | None, llm: str | None, as_json: bool, format_: str | None,
+                 **given) -> None:
+    """The whole path on the bundled sample corpus: ingest, retrieve, prompt, generate.
+
+    Writes a .wav and a JSON sidecar and prints where they are. When the model cannot be
+    reached (offline, not cached) it says how to fix that and continues with an untrained
+    smoke checkpoint, labelled as such.
+    """
+    from musicgen.demo import DEFAULT_DURATION, DEFAULT_QUESTION, run_demo
+
+    if format_ is not None:
+        raise click.BadParameter("the demo writes .wav; use --output for another name.",
+                                 param_hint="--format")  # fmt: skip
+    if given.get("duration") is None:
+        given["duration"] = DEFAULT_DURATION
+    values = settings({**given, "prompt_from": prompt_from, "llm": llm})
+    question = question or DEFAULT_QUESTION
+
+    def on_step(name: str, result: dict) -> None:
+        if as_json:
+            return
+        if name == "retrieve":
+            click.echo(f"Question: {question}")
+            click.echo(f"Retrieved ({result['mode']}):")
+            for n, chunk in enumerate(result["chunks"], 1):
+                start, end = chunk["lines"]
+                click.echo(f"  [{n}] {Path(chunk['source']).name}:{start}-{end}  "
+                           f"{_snippet(chunk['text'])}")  # fmt: skip
+        elif name == "answer":
+            click.echo(f"Answer: {result['answer']}")
+        elif name == "music":
+            click.echo(describe_prompt(MusicPrompt(**{**result["prompt_source"],
+                                                      "text": result["prompt"]})))
+            for line in result["prompt_source"]["notes"]:
+                note(f"Note: {line}")
+            echo_track(result)
+
+    music = {k: v for k, v in values.items() if k not in ("input", "text", "prompt")}
+    with interruptible():
+        result = run_demo(question, store=store, k=k, smoke=smoke, say=note, on_step=on_step,
+                          **music)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    elif result["fallback"]:
+        note("Reminder: this track comes from the UNTRAINED smoke checkpoint (noise, not "
+             "music); see above for how to get the real model.")
+
+
+def _snippet(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(music_group())

@@ -1,0 +1,115 @@
+"""The RAG -> music demo on the sample corpus shipped with the package.
+
+Ingest the corpus into a store, then run the pipeline retrieve -> (answer) -> music through
+rag_core's tools: the answer step is added when an LLM is available locally, and the music
+step builds its prompt from the answer or the retrieved passages. When the music model cannot
+be reached, the demo says why and how to fix it, then continues with the untrained smoke
+checkpoint, labelled as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from musicgen.prompt import PROMPT_FROM, find_llm, llm_hint
+from musicgen.smoke import NOTICE, SMOKE_ID
+from musicgen.tool import DEFAULT_MODEL, load_music_model
+
+DEFAULT_QUESTION = "What music would suit a foggy night in the old harbour?"
+DEFAULT_DURATION = 6.0
+Say = Callable[[str], None]
+
+
+def corpus_dir() -> Path:
+    """The sample corpus: a few short Markdown documents whose text suggests music."""
+    return Path(str(files("musicgen") / "data" / "demo_corpus"))
+
+
+def demo_store() -> Path:
+    """The demo's own store (``demo/store.sqlite3`` in the mlx-rag data dir), so the demo never
+    mixes its documents into the user's store."""
+    from rag_core.config import home_dir
+
+    return home_dir() / "demo" / "store.sqlite3"
+
+
+def choose_model(model: str, say: Say, *, smoke: bool = False) -> str:
+    """``model`` if it can be loaded; else, after saying why, the smoke checkpoint."""
+    from rag_core.errors import ModelUnavailableError
+
+    if smoke:
+        say(f"Using the smoke checkpoint as asked: {NOTICE}")
+        return SMOKE_ID
+    try:
+        load_music_model(model)
+        return model
+    except ModelUnavailableError as exc:
+        say(f"The music model '{model}' cannot be loaded: {exc}")
+        say(f"To hear real music: when online, run `mlx-rag models pull {model}` (or set "
+            "HF_HOME to a Hugging Face cache that has it), then run the demo again.")  # fmt: skip
+        say(f"Continuing with '{SMOKE_ID}', an {NOTICE}")
+        return SMOKE_ID
+
+
+def run_demo(
+    question: str = DEFAULT_QUESTION,
+    *,
+    store: str | Path | None = None,
+    k: int = 3,
+    smoke: bool = False,
+    say: Say = print,
+    on_step: Callable[[str, dict], None] | None = None,
+    **music: Any,
+) -> dict:
+    """Run the demo; ``say`` reports progress, ``on_step(name, result)`` each finished step.
+
+    ``music`` holds options of the `music` tool (model, duration, seed, output, prompt_from,
+    llm, ...). Returns {"store", "ingest", "question", "retrieved", "answer", "music",
+    "fallback"}.
+    """
+    from rag_core.config import get_config
+    from rag_core.pipeline import run_pipeline
+    from rag_core.retrieval import ingest_paths
+
+    music = {"model": DEFAULT_MODEL, "duration": DEFAULT_DURATION, "prompt_from": "auto",
+             "llm": None, **music}  # fmt: skip
+    if music["prompt_from"] not in PROMPT_FROM:
+        raise ValueError(f"prompt_from must be one of {', '.join(PROMPT_FROM)}, got "
+                         f"{music['prompt_from']!r}.")  # fmt: skip
+    store = Path(store).expanduser() if store else demo_store()
+    report = ingest_paths([corpus_dir()], store=store, note=say)
+    say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")
+    requested = music["model"]
+    music["model"] = choose_model(requested, say, smoke=smoke)
+    steps: list[dict] = [{"tool": "retrieve", "k": k, "store": str(store)}]
+    if music["prompt_from"] != "extract":
+        llm = music["llm"]
+        answerer, why_not = find_llm(llm, get_config(), required=music["prompt_from"] == "llm")
+        if answerer is not None:
+            steps.append({"tool": "answer", "model": llm} if llm else {"tool": "answer"})
+        else:  # the music step then extracts its prompt from the passages, without the LLM
+            say(f"Note: {why_not}, so there is no answer step and the music prompt is "
+                f"extracted from the retrieved passages. {llm_hint(llm)}")
+            music["prompt_from"] = "extract"
+    steps.append({"tool": "music", **music,
+                  "input": "answer" if len(steps) > 1 else "retrieved"})  # fmt: skip
+
+    def after_step(step, result: dict, seconds: float) -> None:
+        if on_step is not None:
+            on_step(step.name, result)
+        if step.name == ("answer" if len(steps) > 2 else "retrieve"):
+            say(f"Generating {music['duration']:g} s of music with {music['model']} ...")
+
+    state = run_pipeline(steps, question, on_step=after_step)
+    return {
+        "store": str(store),
+        "ingest": report.summary(),
+        "question": question,
+        "retrieved": state.retrieved,
+        "answer": state.answer,
+        "music": state.outputs["music"],
+        "fallback": music["model"] == SMOKE_ID and requested != SMOKE_ID,
+    }

@@ -1,0 +1,373 @@
+"""The `music` tool: text -> music prompt -> audio file + JSON sidecar, through the registry.
+
+``make_track`` is the one code path behind the tool, `mlx-rag music generate/from-text` and the
+demo. It checks every option and the output path before loading anything, gets the model with
+``rag_core.get_registry().get(model_id)``, writes the audio to a temporary file in the target
+folder and renames it into place, so an error or Ctrl-C never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rag_core.errors import PipelineError, RagError
+
+from musicgen.errors import AudioError, InvalidArgumentError
+from musicgen.prompt import MusicPrompt, build_prompt
+
+DEFAULT_MODEL = "facebook/musicgen-small"
+FORMATS = ("wav", "flac", "ogg")
+INPUTS = ("auto", "answer", "retrieved", "question")
+SIDECAR_VERSION = 1
+StepCallback = Callable[[int, int], None]  # (steps done, total steps)
+Status = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a track is generated; ``check`` raises InvalidArgumentError on a bad value."""
+
+    duration: float = 8.0
+    guidance_scale: float = 3.0
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+
+    def check(self, seed: int | None = None) -> None:
+        from musicgen.generate import check_options
+
+        check_options(**asdict(self), seed=seed)
+
+
+class OutputExistsError(RagError):
+    """The output file exists and overwriting was not asked for."""
+
+
+def _seed(seed: int | None) -> int:
+    """The seed to use: the given one, or a fresh random one (recorded, so it can be reused)."""
+    return secrets.randbits(32) if seed is None else seed
+
+
+def output_path(output: str | os.PathLike | None, prompt: str, format: str | None) -> Path:
+    """The audio file to write.
+
+    ``output`` may be a file (its suffix sets the format), a folder (ending in a separator or
+    existing) or None (the `music` folder in the mlx-rag data dir); in the last two cases the
+    name is made from the time and the prompt.
+    """
+    from rag_core.config import home_dir
+
+    if format is not None and format not in FORMATS:
+        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    if output is not None and not str(output).strip():
+        raise InvalidArgumentError("output is empty: give a file name such as track.wav, or "
+                                   "a folder.")  # fmt: skip
+    folder = None
+    if output is None:
+        folder = home_dir() / "music"
+    else:
+        path = Path(output).expanduser()
+        if str(output).endswith(("/", os.sep)) or path.is_dir():
+            folder = path
+        elif path.suffix.lower() in {f".{f}" for f in FORMATS}:
+            suffix = path.suffix.lower()[1:]
+            if format is not None and format != suffix:
+                raise InvalidArgumentError(
+                    f"output '{path.name}' is a .{suffix} file but format is '{format}': "
+                    "change one of the two."
+                )
+            return path
+        else:
+            raise InvalidArgumentError(
+                f"output '{output}' must end in .wav, .flac or .ogg, or be a folder (end it "
+                "with '/' to create one)."
+            )
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = "-".join(re.findall(r"[a-z0-9]+", prompt.lower())[:6])[:48] or "track"
+    return folder / f"{stamp}-{slug}.{format or 'wav'}"
+
+
+def sidecar_path(audio: Path) -> Path:
+    """The JSON sidecar beside an audio file: track.wav -> track.json."""
+    return audio.with_suffix(".json")
+
+
+@contextlib.contextmanager
+def _reserved(path: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary file beside ``path`` (created now, so an unwritable folder fails before any
+    work); removed on exit unless it was renamed to ``path``."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} already exists: pass --overwrite (overwrite = true) to replace it, or "
+            "choose another output."
+        )
+    if path.is_dir():
+        raise InvalidArgumentError(f"{path} is a folder; give a file name for the audio.")
+    # Not tempfile.mkstemp: its files are private (0600); this one gets the usual umask mode.
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.open("xb").close()
+    except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists()), None)
+        why = (f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir()
+               else exc.strerror or str(exc))  # fmt: skip
+        raise AudioError(
+            f"Cannot write {path}: {why}. Choose an output in a folder you can write to."
+        ) from None
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise AudioError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_music_model(model_id: str, on_status: Status | None = None) -> tuple[Any, Any]:
+    """(the loaded MusicGen, its registry spec); errors say what to do."""
+    from rag_core.plugins import get_registry
+    from rag_core.retrieval import get_model
+
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise InvalidArgumentError("model is empty: give a model id such as "
+                                   f"{DEFAULT_MODEL} or a local MusicGen folder.")  # fmt: skip
+    spec = get_registry().spec(model_id)
+    if on_status is not None and not get_registry().is_loaded(spec.id):
+        on_status(f"Loading {model_id} ...")
+    return get_model(model_id, "music"), spec
+
+
+def make_track(
+    prompt: MusicPrompt,
+    *,
+    model: str = DEFAULT_MODEL,
+    sampling: Sampling | None = None,
+    seed: int | None = None,
+    output: str | os.PathLike | None = None,
+    format: str | None = None,
+    normalize: str = "peak",
+    overwrite: bool = False,
+    on_step: StepCallback | None = None,
+    on_status: Status | None = None,
+) -> dict:
+    """Generate audio for ``prompt`` and write it with its sidecar; return the result record."""
+    from musicgen.audio import NORMALIZE_MODES, save_audio
+    from musicgen.smoke import NOTICE, is_smoke_checkpoint
+
+    start = time.perf_counter()
+    status = on_status or (lambda message: None)
+    sampling = sampling or Sampling()
+    seed = _seed(seed)
+    sampling.check(seed)
+    if normalize not in NORMALIZE_MODES:
+        raise InvalidArgumentError(
+            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}."
+        )
+    if not isinstance(overwrite, bool):
+        raise InvalidArgumentError(f"overwrite must be true or false, got {overwrite!r}.")
+    path = output_path(output, prompt.text, format)
+    with _reserved(path, overwrite) as tmp:
+        music, spec = load_music_model(model, status)
+        untrained = is_smoke_checkpoint(spec.location)
+        if untrained:
+            status(f"Note: '{model}' is an {NOTICE}")
+        loaded = time.perf_counter()
+        status(f"Generating {sampling.duration:g} s with {model} (seed {seed}) ...")
+        steps = music.stream_tokens(prompt.text, seed=seed, **asdict(sampling))
+        frames = []
+        for step in steps:
+            if step.frame is not None:
+                frames.append(step.frame)
+            if on_step is not None:
+                on_step(step.index + 1, step.num_steps)
+        import mlx.core as mx
+
+        codes = mx.stack(frames, axis=-1)
+        mx.eval(codes)
+        generated = time.perf_counter()
+        audio = music.decode(codes)[0]
+        decoded = time.perf_counter()
+        save_audio(tmp, audio, music.sample_rate, normalize=normalize)
+        channels, samples = audio.shape
+        record = {
+            "path": str(path.resolve()),
+            "sidecar": str(sidecar_path(path).resolve()),
+            "format": path.suffix[1:].lower(),
+            "prompt": prompt.text,
+            "prompt_source": prompt.to_dict(),
+            "model": model,
+            "model_source": spec.location,
+            "untrained": untrained,
+            "seed": seed,
+            "parameters": {**asdict(sampling), "normalize": normalize},
+            "duration": round(samples / music.sample_rate, 4),
+            "sample_rate": music.sample_rate,
+            "channels": channels,
+            "timings": {},
+        }
+        if untrained:
+            record["notice"] = NOTICE
+        if path.exists() and not overwrite:  # appeared while we were generating
+            raise OutputExistsError(f"{path} appeared while generating; nothing was replaced. "
+                                    "Pass --overwrite to replace it.")  # fmt: skip
+        os.replace(tmp, path)
+        done = time.perf_counter()
+        record["timings"] = {
+            "load_s": round(loaded - start, 3),
+            "generate_s": round(generated - loaded, 3),
+            "decode_s": round(decoded - generated, 3),
+            "write_s": round(done - decoded, 3),
+            "total_s": round(done - start, 3),
+        }
+    _write_json(sidecar_path(path), sidecar(record))
+    return record
+
+
+def sidecar(record: dict) -> dict:
+    """The sidecar: the result record plus what it takes to reproduce the track."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def version_of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
+
+    p = record["parameters"]
+    command = [
+        "mlx-rag", "music", "generate", record["prompt"], "--model", record["model"],
+        "--duration", f"{p['duration']:g}", "--seed", str(record["seed"]),
+        "--guidance-scale", f"{p['guidance_scale']:g}", "--top-k", str(p["top_k"]),
+        "--top-p", f"{p['top_p']:g}", "--temperature", f"{p['temperature']:g}",
+        "--normalize", p["normalize"], "--output", Path(record["path"]).name,
+    ]  # fmt: skip
+    return {
+        "sidecar_version": SIDECAR_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generator": {
+            "musicgen": version_of("mlx-rag-musicgen"),
+            "rag_core": version_of("rag-core"),
+            "mlx": version_of("mlx"),
+            "python": sys.version.split()[0],
+        },
+        **record,
+        "reproduce": shlex.join(command),
+    }
+
+
+# ---- the tool --------------------------------------------------------------------------------
+
+
+def source_text(state, input: str, text: str | None) -> tuple[str | list[str], dict]:
+    """The text the prompt is built from (retrieved passages: a list, best first), and
+    build_prompt's provenance arguments."""
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"text must be a string, got {type(text).__name__}.")
+        return text, {"input": "text"}
+    if input not in INPUTS:
+        raise InvalidArgumentError(f"input must be one of {', '.join(INPUTS)}, got {input!r}.")
+    if input == "auto":
+        input = "answer" if state.answer else "retrieved" if state.retrieved else "question"
+    if input == "answer":
+        if not state.answer:
+            raise PipelineError(
+                "The music step takes input = \"answer\" but there is no answer: put an answer "
+                'step before it, e.g. steps = [{tool = "retrieve"}, {tool = "answer"}, '
+                '{tool = "music", input = "answer"}].'
+            )
+        return state.answer, {"input": "answer"}
+    if input == "retrieved":
+        if not state.retrieved:
+            raise PipelineError(
+                "The music step takes input = \"retrieved\" but no passages were retrieved: put a "
+                'retrieve step before it (steps = [{tool = "retrieve"}, {tool = "music"}]), or '
+                "ask about something the store holds."
+            )
+        chunks = state.retrieved
+        return [c["text"] for c in chunks], {
+            "input": "retrieved",
+            "chunk_ids": [c.get("id") for c in chunks],
+            "sources": [str(c.get("source")) for c in chunks if c.get("source")],
+        }
+    return state.question or "", {"input": "question"}
+
+
+def run(
+    state,
+    input: str = "auto",
+    text: str | None = None,
+    prompt: str | None = None,
+    prompt_from: str = "auto",
+    llm: str | None = None,
+    model: str = DEFAULT_MODEL,
+    duration: float = 8.0,
+    seed: int | None = None,
+    guidance_scale: float = 3.0,
+    top_k: int = 250,
+    top_p: float = 0.0,
+    temperature: float = 1.0,
+    output: str | None = None,
+    format: str | None = None,
+    normalize: str = "peak",
+    overwrite: bool = False,
+) -> dict:
+    """Turn the answer, the retrieved passages or the question (``input``; "auto" takes the
+    first that exists, in that order) into music; ``prompt`` skips prompt building."""
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidArgumentError("prompt must be a non-empty string.")
+        music_prompt = MusicPrompt(" ".join(prompt.split()), "given", "prompt")
+    else:
+        source, provenance = source_text(state, input, text)
+        music_prompt = build_prompt(source, prompt_from=prompt_from, llm=llm,
+                                    config=state.config, **provenance)  # fmt: skip
+    sampling = Sampling(duration, guidance_scale, top_k, top_p, temperature)
+    with progress_bar("music") as on_step:
+        return make_track(music_prompt, model=model, sampling=sampling, seed=seed, output=output,
+                          format=format, normalize=normalize, overwrite=overwrite,
+                          on_step=on_step)  # fmt: skip
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool | None = None) -> Iterator[StepCallback]:
+    """A callback that drives a tqdm bar over generation steps on stderr.
+
+    ``enabled=None`` shows it only on a terminal.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=description, unit="step", disable=None if enabled is None
+               else not enabled, leave=False, file=sys.stderr)  # fmt: skip
+
+    def on_step(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total)
+        bar.update(done - bar.n)
+
+    try:
+        yield on_step
+    finally:
+        bar.close()
