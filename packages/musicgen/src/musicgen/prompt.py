@@ -237,7 +237,10 @@ def extract_prompt(text: str | Sequence[str]) -> str:
         picked = []
         for cue, matches in _ranked(patterns, text, weight):
             fresh = [m for m in matches if not any(m.start() < e and s < m.end() for s, e in taken)]
-            if not fresh or any(frozenset((cue, p)) in OPPOSITE_MOODS for p, _ in picked):
+            if not fresh:
+                continue
+            if any(frozenset((cue, p)) in OPPOSITE_MOODS for p, _ in picked):
+                used.update(w.lower() for m in fresh for w in WORD.findall(m.group(0)))
                 continue
             picked.append((cue, sum(weight(m.start()) for m in fresh)))
             taken.extend(m.span() for m in fresh)
