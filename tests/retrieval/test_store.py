@@ -129,3 +129,17 @@ def test_reciprocal_rank_fusion():
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
     assert [i for i, _ in fused] == [1, 3, 2, 4]
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_terms_in_most_chunks_are_left_out_of_bm25_without_changing_scores(db):
+    from rag_core.search import informative_terms
+
+    texts = [f"common filler {i}" for i in range(1200)] + ["common rare words"]
+    with db.transaction():
+        db.put_document("/many", "h", "chars:1:0", chunks(*texts))
+    assert informative_terms(db, ["common", "rare"], 1201) == ["rare"]
+    assert len(informative_terms(db, ["common", "filler"], 1201)) == 1  # one always stays
+    full = db.bm25('"common" OR "rare"', 3)
+    pruned = search(db, "common rare", k=3, mode="bm25").results
+    assert pruned[0].text == "common rare words"
+    assert full[0] == (pruned[0].id, pytest.approx(pruned[0].score, rel=1e-3))

@@ -85,6 +85,20 @@ def fts_query(terms: list[str]) -> str:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
+def informative_terms(store: Store, terms: list[str], n_chunks: int) -> list[str]:
+    """Drop terms found in more than half of the chunks (keeping at least the rarest one).
+
+    BM25 gives such terms no weight (their IDF is <= 0; FTS5 floors it at 1e-6), so leaving them
+    out changes no score, but spares ranking every chunk that contains them.
+    """
+    if len(terms) < 2 or n_chunks < 1000:
+        return terms
+    half = n_chunks // 2
+    counts = {t: store.match_count(fts_query([t]), half + 1) for t in terms}
+    kept = [t for t in terms if counts[t] <= half]
+    return kept or [min(terms, key=counts.__getitem__)]
+
+
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     """Fuse rankings of ids: score(id) = sum over rankings of 1 / (k + rank), rank from 1."""
     scores: dict[int, float] = {}
@@ -126,6 +140,8 @@ def search(
     used = ("hybrid" if dense_ok else "bm25") if mode == "auto" else mode
     pool = max(candidates or 0, 5 * k, 50)
 
+    if used != "dense":
+        terms = informative_terms(store, terms, counts["chunks"])
     if used == "bm25":
         ranked = store.bm25(fts_query(terms), k)
     elif used == "dense":

@@ -40,7 +40,14 @@ CREATE TABLE chunks (
     line_end INTEGER NOT NULL
 );
 CREATE INDEX chunks_doc ON chunks(doc_id);
-CREATE TABLE vectors (chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id), vector BLOB NOT NULL);
+-- One row per document: its chunk ids (int64) and their vectors (float32, row-major), so
+-- loading every vector for dense search reads few, large blobs.
+CREATE TABLE vectors (
+    doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
+    n INTEGER NOT NULL,
+    chunk_ids BLOB NOT NULL,
+    matrix BLOB NOT NULL
+);
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
     text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
 );
@@ -103,7 +110,7 @@ class Store:
                 self._init_schema()
             if create:
                 self.db.execute("PRAGMA synchronous=NORMAL")
-        self._matrix: tuple[str, np.ndarray, np.ndarray] | None = None
+        self._cache: dict = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -243,11 +250,13 @@ class Store:
                 (doc_id, ord_, chunk.text, chunk.line_start, chunk.line_end),
             )
             ids.append(cur.lastrowid)
-        if vectors is not None:
+        if vectors is not None and len(ids):
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-            self.db.executemany(
-                "INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)",
-                [(i, v.tobytes()) for i, v in zip(ids, vectors, strict=True)],
+            if vectors.shape[0] != len(ids):
+                raise ValueError(f"{len(ids)} chunks but {vectors.shape[0]} vectors")
+            self.db.execute(
+                "INSERT INTO vectors(doc_id, n, chunk_ids, matrix) VALUES (?, ?, ?, ?)",
+                (doc_id, len(ids), np.array(ids, dtype=np.int64).tobytes(), vectors.tobytes()),
             )
         return doc_id
 
@@ -256,8 +265,7 @@ class Store:
         row = self.db.execute("SELECT id FROM documents WHERE path=?", (path,)).fetchone()
         if row is None:
             return False
-        chunk_ids = "SELECT id FROM chunks WHERE doc_id=?"
-        self.db.execute(f"DELETE FROM vectors WHERE chunk_id IN ({chunk_ids})", row)
+        self.db.execute("DELETE FROM vectors WHERE doc_id=?", row)
         self.db.execute("DELETE FROM chunks WHERE doc_id=?", row)
         self.db.execute("DELETE FROM documents WHERE id=?", row)
         return True
@@ -265,12 +273,22 @@ class Store:
     # -- reading ----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Numbers of documents, chunks and vectors."""
+        """Numbers of documents, chunks and vectors (cached until the store changes)."""
         with self._errors():
-            return {
-                table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("documents", "chunks", "vectors")
-            }
+            return self._cached("counts", lambda: {
+                "documents": self.db.execute("SELECT count(*) FROM documents").fetchone()[0],
+                "chunks": self.db.execute("SELECT count(*) FROM chunks").fetchone()[0],
+                "vectors": int(self.db.execute("SELECT total(n) FROM vectors").fetchone()[0]),
+            })  # fmt: skip
+
+    def _cached(self, key: str, compute):
+        """`compute()`, remembered until another transaction (from any process) commits."""
+        generation = self._meta("generation")
+        if self._cache.get("generation") != generation:
+            self._cache = {"generation": generation}
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
         """Chunks by id, with their document's path."""
@@ -296,6 +314,14 @@ class Store:
             ).fetchall()
         return [(rowid, -rank) for rowid, rank in rows]
 
+    def match_count(self, match: str, cap: int) -> int:
+        """How many chunks match an FTS5 expression, counting no further than `cap`."""
+        with self._errors():
+            return self.db.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (match, cap),
+            ).fetchone()[0]
+
     def dense(self, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the nearest vectors, best first."""
         ids, matrix = self.vectors()
@@ -311,22 +337,17 @@ class Store:
         """All chunk ids and their vectors as one contiguous float32 matrix (cached until the
         store changes)."""
         with self._errors():
-            generation = self._meta("generation") or "0"
-            if self._matrix is not None and self._matrix[0] == generation:
-                return self._matrix[1], self._matrix[2]
-            dim = int(self._meta("embedding_dim") or 0)
-            rows = self.db.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id")
-            ids, blobs = [], []
-            for chunk_id, blob in rows:
-                ids.append(chunk_id)
-                blobs.append(blob)
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32)
-        if dim and matrix.size != len(ids) * dim:
-            raise self._corrupt(ValueError("vector sizes do not match the embedding dimension"))
-        matrix = matrix.reshape(len(ids), dim or 1)
-        ids_array = np.array(ids, dtype=np.int64)
-        self._matrix = (generation, ids_array, matrix)
-        return ids_array, matrix
+            return self._cached("vectors", self._load_vectors)
+
+    def _load_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        dim = int(self._meta("embedding_dim") or 0)
+        rows = self.db.execute("SELECT n, chunk_ids, matrix FROM vectors").fetchall()
+        total = sum(n for n, _, _ in rows)
+        ids = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int64)
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+        if len(ids) != total or matrix.size != total * dim:
+            raise self._corrupt(ValueError("stored vectors do not match their chunk counts"))
+        return ids, matrix.reshape(total, dim)
 
     def check(self) -> list[str]:
         """Consistency problems found (empty when the store is sound)."""
@@ -344,8 +365,10 @@ class Store:
             queries = {
                 "chunks without a document": "SELECT count(*) FROM chunks WHERE doc_id NOT IN "
                 "(SELECT id FROM documents)",
-                "vectors without a chunk": "SELECT count(*) FROM vectors WHERE chunk_id NOT IN "
-                "(SELECT id FROM chunks)",
+                "vector sets without a document": "SELECT count(*) FROM vectors WHERE doc_id "
+                "NOT IN (SELECT id FROM documents)",
+                "vector sets whose size is wrong": "SELECT count(*) FROM vectors v JOIN documents "
+                "d ON d.id = v.doc_id WHERE v.n != d.n_chunks",
                 "documents whose chunk count is wrong": "SELECT count(*) FROM documents d WHERE "
                 "n_chunks != (SELECT count(*) FROM chunks WHERE doc_id = d.id)",
             }
