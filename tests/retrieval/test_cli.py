@@ -70,6 +70,22 @@ def test_without_embedding_model_search_is_bm25_and_says_so_once(configure, tmp_
     assert "doc1.md" in search.stdout.splitlines()[0]
 
 
+def test_store_whose_embedding_model_is_gone_falls_back_to_bm25(configure, tiny_bert, tmp_path):
+    import shutil
+
+    model = shutil.copytree(tiny_bert, tmp_path / "model")
+    configure(store=tmp_path / "store.sqlite3", embedding=model)
+    write_docs(tmp_path / "docs", n=2)
+    run("ingest", tmp_path / "docs")
+    shutil.rmtree(model)
+    search = run("search", "topic1", "--json")
+    assert json.loads(search.stdout)["mode"] == "bm25"
+    assert "Note:" not in search.stderr  # --json keeps notes out of the way
+    text = run("search", "topic1")
+    assert text.stderr.count("Note:") == 1 and str(model) in text.stderr
+    assert "doc1.md" in text.stdout.splitlines()[0]
+
+
 def test_ask_without_llm_prints_the_passages(store, tmp_path):
     write_docs(tmp_path / "docs")
     ingest = run("ingest", tmp_path / "docs")

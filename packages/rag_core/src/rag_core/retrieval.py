@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rag_core.answer import LanguageModel
 from rag_core.config import Config, get_config
-from rag_core.errors import ModelUnavailableError, RagError
+from rag_core.errors import ModelNotFoundError, ModelUnavailableError, RagError
 from rag_core.ingest import IngestReport, discover, ingest_files
 from rag_core.loaders import Loaders
 from rag_core.search import SearchResponse, search
@@ -40,11 +40,13 @@ def get_model(model_id: str, kind: str):
     return registry.get(model_id)
 
 
-def try_embedder(model_id: str, note: Note | None = None):
-    """The embedding model, or None (after a note saying why) when its files cannot be had."""
+def try_embedder(model_id: str, note: Note | None = None, *, unknown_ok: bool = False):
+    """The embedding model, or None (after a note saying why) when its files cannot be had
+    (or, with `unknown_ok`, when no plugin knows it any more)."""
+    unavailable = (ModelUnavailableError, ModelNotFoundError)[: 2 if unknown_ok else 1]
     try:
         return get_model(model_id, "embedding")
-    except ModelUnavailableError as exc:
+    except unavailable as exc:
         if note:
             note(f"Embedding model '{model_id}' is not available, so only BM25 search is "
                  f"possible: {exc}")
@@ -105,7 +107,7 @@ def retrieve(
                 if get_registry().spec(configured).id != stored_model:
                     note(f"The store was embedded with '{stored_model}', not the configured "
                          f"'{configured}': re-run `mlx-rag ingest` to switch.")
-            embedder = try_embedder(stored_model, unavailable.append)
+            embedder = try_embedder(stored_model, unavailable.append, unknown_ok=True)
         response = search(db, question, k=k, embedder=embedder, mode=mode)
     if note:
         if response.mode == "bm25" and unavailable:
