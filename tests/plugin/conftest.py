@@ -33,9 +33,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mlx-lm model whose greedy output is always "[1][1]..." (see write_tiny_llm)."""
     from tests.retrieval.models import write_tiny_llm
 
-    return write_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+    return write_tiny_llm(tmp_path_factory.mktemp("tiny-llm"), cite=True)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty folder for the test's audio files."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture

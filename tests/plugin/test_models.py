@@ -10,8 +10,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import rag_core
-from rag_core.errors import ModelNotFoundError
-
 from musicgen.layout import checkpoint_shapes, parameter_count
 from musicgen.plugin import float32_bytes, hub_config, is_musicgen_repo
 from musicgen.smoke import (
@@ -22,6 +20,8 @@ from musicgen.smoke import (
     smoke_size_bytes,
     write_smoke_checkpoint,
 )
+from rag_core.errors import ModelNotFoundError
+
 from tests.musicgen import checkpoints as ref
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from rag_core.errors import ModelUnavailableError
-
 import musicgen.prompt
+import pytest
 from musicgen.demo import corpus_dir
 from musicgen.prompt import (
     MAX_WORDS,
@@ -15,6 +13,7 @@ from musicgen.prompt import (
     extract_prompt,
     find_llm,
 )
+from rag_core.errors import ModelUnavailableError
 
 
 def test_extractor_finds_mood_genre_instruments_and_tempo():
@@ -93,8 +92,8 @@ def test_a_local_llm_describes_the_text(tiny_llm, configure, monkeypatch):
     configure(f'[llm]\nmodel = "{tiny_llm}"\n')
     llm, why_not = find_llm(None, required=False)  # a local folder: used without a download
     assert llm is not None and why_not is None
-    reply = describe_with_llm(llm, "A calm harbour at night.")  # the real mlx-lm call
-    assert reply is None or (reply.strip() and len(reply.split()) <= MAX_WORDS)
+    # The real mlx-lm call; this model only ever writes "[1][1]...", which is no prompt.
+    assert describe_with_llm(llm, "A calm harbour at night.") is None
     monkeypatch.setattr(musicgen.prompt, "describe_with_llm",
                         lambda model, text: f"gentle accordion waltz, slow ({len(text)} chars)")
     prompt = build_prompt(["A calm harbour.", "Fog."], chunk_ids=[3, 9], input="retrieved",

@@ -200,14 +200,24 @@ Weight = Callable[[int], float]  # position in the text -> weight of a cue found
 
 
 def _ranked(patterns: dict[str, re.Pattern], text: str, weight: Weight) -> list:
-    """[(cue, matches)] found in ``text``, highest weighted count first (ties: first seen)."""
-    found = []
-    for cue, pattern in patterns.items():
-        matches = list(pattern.finditer(text))
+    """[(cue, matches)] found in ``text``, highest weighted count first (ties: first seen).
+
+    A match inside a longer one of another cue ("drums" in "hand drums") does not count.
+    """
+    found = {cue: list(p.finditer(text)) for cue, p in patterns.items()}
+    spans = [m.span() for matches in found.values() for m in matches]
+
+    def inside_longer(m: re.Match) -> bool:
+        return any(s <= m.start() and m.end() <= e and e - s > m.end() - m.start()
+                   for s, e in spans)  # fmt: skip
+
+    ranked = []
+    for cue, matches in found.items():
+        matches = [m for m in matches if not inside_longer(m)]
         if matches:
             score = sum(weight(m.start()) for m in matches)
-            found.append((-score, matches[0].start(), cue, matches))
-    return [(cue, matches) for _, _, cue, matches in sorted(found)]
+            ranked.append((-score, matches[0].start(), cue, matches))
+    return [(cue, matches) for _, _, cue, matches in sorted(ranked)]
 
 
 def _passages(text: str | Sequence[str]) -> tuple[str, Weight]:

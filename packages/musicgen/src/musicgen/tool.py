@@ -96,7 +96,12 @@ def output_path(output: str | os.PathLike | None, prompt: str, format: str | Non
             )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     slug = "-".join(re.findall(r"[a-z0-9]+", prompt.lower())[:6])[:48] or "track"
-    return folder / f"{stamp}-{slug}.{format or 'wav'}"
+    path = folder / f"{stamp}-{slug}.{format or 'wav'}"
+    n = 1
+    while path.exists() or sidecar_path(path).exists():  # a made-up name never replaces a file
+        n += 1
+        path = folder / f"{stamp}-{slug}-{n}.{format or 'wav'}"
+    return path
 
 
 def sidecar_path(audio: Path) -> Path:
@@ -292,6 +297,9 @@ def source_text(state, input: str, text: str | None) -> tuple[str | list[str], d
     if input == "auto":
         input = "answer" if state.answer else "retrieved" if state.retrieved else "question"
     if input == "answer":
+        if not state.answer and "answer" in state.outputs:
+            raise PipelineError("The answer step returned an empty answer, so there is nothing "
+                                'to make music from; try input = "retrieved".')  # fmt: skip
         if not state.answer:
             raise PipelineError(
                 "The music step takes input = \"answer\" but there is no answer: put an answer "
