@@ -148,7 +148,7 @@ def music_group() -> None:
 @click.argument("prompt")
 @_options
 def generate_command(prompt: str, as_json: bool, format_: str | None, **given) -> None:
-    """Generate a track from PROMPT, e.g. "lofi piano with rain, slow tempo"."""
+    """Generate a track from PROMPT, such as "lofi piano with rain, slow tempo"."""
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty; describe the music.", param_hint="PROMPT")
     values = settings({**given, "format": format_})
@@ -206,12 +206,9 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
     """
     from musicgen.demo import DEFAULT_DURATION, DEFAULT_QUESTION, run_demo
 
-    if format_ is not None:
-        raise click.BadParameter("the demo writes .wav; use --output for another name.",
-                                 param_hint="--format")  # fmt: skip
     if given.get("duration") is None:
         given["duration"] = DEFAULT_DURATION
-    values = settings({**given, "prompt_from": prompt_from, "llm": llm})
+    values = settings({**given, "format": format_, "prompt_from": prompt_from, "llm": llm})
     question = question or DEFAULT_QUESTION
 
     def on_step(name: str, result: dict) -> None:
