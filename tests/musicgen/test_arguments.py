@@ -25,7 +25,7 @@ BAD_OPTIONS = [
     ({"duration": -1.0}, "duration must be > 0"),
     ({"duration": math.nan}, "duration must be a finite number"),
     ({"duration": math.inf}, "duration must be a finite number"),
-    ({"duration": 601.0}, "longer than the 600 s"),
+    ({"duration": 3601.0}, "longer than the 3600 s"),  # long-form's cap (musicgen.longform)
     ({"duration": "8"}, "duration must be a number"),
     ({"duration": 0.001}, "shorter than one frame"),
     ({"top_k": -1}, "top_k must be an integer >= 0"),

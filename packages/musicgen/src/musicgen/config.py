@@ -153,27 +153,27 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class MusicGenConfig:
-    """The three sub-configs of a ``model_type: musicgen`` checkpoint."""
+    """The three sub-configs of a ``model_type: musicgen`` (or ``musicgen_melody``) checkpoint.
+
+    MusicGen-Melody adds ``num_chroma`` and ``chroma_length`` (the melody frames it reads).
+    """
 
     text_encoder: T5Config
     decoder: DecoderConfig
     audio_encoder: dict = field(default_factory=dict)  # read by musicgen.encodec.EncodecConfig
     model_type: str = "musicgen"
+    num_chroma: int = 12
+    chroma_length: int = 235
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "config.json") -> MusicGenConfig:
         if not isinstance(values, dict):
             raise CheckpointError(f"{where} must hold a JSON object.")
         model_type = values.get("model_type")
-        if model_type != "musicgen":
-            hint = (
-                " MusicGen-Melody checkpoints are not supported yet."
-                if model_type == "musicgen_melody"
-                else ""
-            )
+        if model_type not in MODEL_TYPES:
             raise CheckpointError(
-                f"{where}: model_type is {model_type!r}, expected 'musicgen' (a transformers-"
-                f"format MusicGen repo such as facebook/musicgen-small).{hint}"
+                f"{where}: model_type is {model_type!r}, expected 'musicgen' or 'musicgen_melody' "
+                "(a transformers-format repo such as facebook/musicgen-small)."
             )
         for section in ("text_encoder", "audio_encoder", "decoder"):
             if not isinstance(values.get(section), dict):
@@ -187,7 +187,18 @@ class MusicGenConfig:
             f"decoder.cross_attention_hidden_size {cross} differs from text_encoder.d_model "
             f"{text.d_model}.",
         )
-        return cls(text_encoder=text, decoder=decoder, audio_encoder=dict(values["audio_encoder"]))
+        melody = {}
+        if model_type == "musicgen_melody":
+            melody = _from_dict(_MelodyFields, values, where).__dict__
+            for name, value in melody.items():
+                _require(value > 0, where, f"{name} must be positive.")
+        return cls(
+            text_encoder=text,
+            decoder=decoder,
+            audio_encoder=dict(values["audio_encoder"]),
+            model_type=model_type,
+            **melody,
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> MusicGenConfig:
@@ -203,12 +214,26 @@ class MusicGenConfig:
         return cls.from_dict(values, where=str(path))
 
     @property
+    def is_melody(self) -> bool:
+        """MusicGen-Melody: conditioning prepended to the decoder input, no cross-attention."""
+        return self.model_type == "musicgen_melody"
+
+    @property
     def projects_text(self) -> bool:
         """Whether the checkpoint has ``enc_to_dec_proj`` (text and decoder widths differ)."""
         return (
             self.text_encoder.d_model != self.decoder.hidden_size
             and self.decoder.cross_attention_hidden_size is None
         )
+
+
+MODEL_TYPES = ("musicgen", "musicgen_melody")
+
+
+@dataclass
+class _MelodyFields:
+    num_chroma: int = 12
+    chroma_length: int = 235
 
 
 def dtype_from_name(name: str | mx.Dtype) -> mx.Dtype:

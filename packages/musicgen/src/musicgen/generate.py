@@ -175,6 +175,7 @@ def check_options(
     temperature: float,
     seed: int | None,
     frame_rate: float | None = None,
+    max_duration: float = MAX_DURATION,
 ) -> int | None:
     """Validate generation options before any work; return the number of frames.
 
@@ -184,9 +185,9 @@ def check_options(
     duration = _number("duration", duration)
     if duration <= 0:
         raise InvalidArgumentError(f"duration must be > 0 seconds, got {duration}.")
-    if duration > MAX_DURATION:
+    if duration > max_duration:
         raise InvalidArgumentError(
-            f"duration {duration} s is longer than the {MAX_DURATION:.0f} s supported; "
+            f"duration {duration} s is longer than the {max_duration:.0f} s supported; "
             "generate shorter pieces."
         )
     if _number("guidance_scale", guidance_scale) < 0:

@@ -34,6 +34,7 @@ ALLOW_PATTERNS = [
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "preprocessor_config.json",  # MusicGen-Melody's chroma settings
 ]
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -71,7 +72,7 @@ def load(
         path,
     )
     decoder = _load_module(
-        MusicGenDecoder(config.decoder, config.text_encoder.d_model),
+        _decoder(config),
         groups["decoder"],
         MusicGenDecoder.sanitize,
         "decoder",
@@ -82,7 +83,23 @@ def load(
     text_encoder.set_dtype(dtype)
     decoder.set_dtype(dtype)
     mx.eval(text_encoder.parameters(), decoder.parameters())
-    return MusicGen(config, tokenizer, text_encoder, decoder, codec)
+    chroma = None
+    if config.is_melody:
+        from musicgen.chroma import ChromaExtractor
+
+        chroma = ChromaExtractor.from_dir(path)
+    return MusicGen(config, tokenizer, text_encoder, decoder, codec, chroma)
+
+
+def _decoder(config: MusicGenConfig):
+    """The LM of the checkpoint's model_type: cross-attention (musicgen) or prefix (melody)."""
+    if config.is_melody:
+        from musicgen.melody import MelodyDecoder
+
+        return MelodyDecoder(
+            config.decoder, config.text_encoder.d_model, config.num_chroma, config.chroma_length
+        )
+    return MusicGenDecoder(config.decoder, config.text_encoder.d_model)
 
 
 def load_codec(config: MusicGenConfig, weights: Weights, origin: dict[str, str], path: Path):
@@ -209,15 +226,15 @@ def _split_components(weights: Weights, origin: dict[str, str], path: Path) -> d
         prefix = key.split(".", 1)[0]
         if prefix in ("text_encoder", "audio_encoder"):
             groups[prefix][key[len(prefix) + 1 :]] = value
-        elif prefix in ("decoder", "enc_to_dec_proj"):
+        elif prefix in ("decoder", "enc_to_dec_proj", "audio_enc_to_dec_proj"):
             groups["decoder"][key] = value
         else:
             stray.append(key)
     if stray:
         raise CheckpointError(
             f"{path / origin[stray[0]]}: unexpected tensors {_few(sorted(stray))} "
-            "(a MusicGen checkpoint holds only text_encoder.*, audio_encoder.*, decoder.* and "
-            "enc_to_dec_proj.*)."
+            "(a MusicGen checkpoint holds only text_encoder.*, audio_encoder.*, decoder.*, "
+            "enc_to_dec_proj.* and, for melody, audio_enc_to_dec_proj.*)."
         )
     return groups
 

@@ -9,16 +9,9 @@ import mlx.core as mx
 
 from musicgen.config import MusicGenConfig
 from musicgen.decoder import MusicGenDecoder
-from musicgen.delay import codebook_delays
 from musicgen.errors import InvalidArgumentError
-from musicgen.generate import (
-    GenerationStep,
-    check_options,
-    check_prompts,
-    generate_step,
-    random_key,
-)
-from musicgen.sampling import make_sampler
+from musicgen.generate import GenerationStep, check_prompts
+from musicgen.longform import EXTEND_STRIDE, TRAINED_DURATION, generation_steps
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
@@ -33,12 +26,17 @@ class MusicGen:
         text_encoder: T5Encoder,
         decoder: MusicGenDecoder,
         codec: Any,
+        chroma: Any = None,
     ):
         self.config = config
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
-        self.decoder = decoder
+        self.decoder = decoder  # MusicGenDecoder, or melody.MelodyDecoder for melody checkpoints
         self.codec = codec  # musicgen.encodec.EncodecModel
+        self.chroma = chroma  # chroma.ChromaExtractor of melody checkpoints, else None
+        # Seconds generated in one window (what the model was trained on); longer pieces are
+        # generated in windows (musicgen.longform).
+        self.max_duration = TRAINED_DURATION
 
     @property
     def sample_rate(self) -> int:
@@ -77,31 +75,29 @@ class MusicGen:
         top_p: float = 0.0,
         temperature: float = 1.0,
         seed: int | None = None,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        prompt_codes: mx.array | None = None,
+        extend_stride: float = EXTEND_STRIDE,
     ) -> Iterator[GenerationStep]:
         """The generator form of ``generate_tokens``: one GenerationStep per decoding step.
 
-        Arguments are checked when called, before the generator starts.
+        Arguments are checked when called, before the generator starts. With ``prompt_codes``
+        the frames yielded are those after the prompt.
         """
-        prompts = check_prompts(prompts)
-        num_frames = check_options(
+        return generation_steps(
+            self,
+            prompts,
             duration=duration,
             guidance_scale=guidance_scale,
             top_k=top_k,
             top_p=top_p,
             temperature=temperature,
             seed=seed,
-            frame_rate=self.frame_rate,
-        )
-        states, mask = self.encode_text(prompts)
-        return generate_step(
-            self.decoder,
-            states,
-            mask,
-            num_frames=num_frames,
-            guidance_scale=guidance_scale,
-            sampler=make_sampler(temperature, top_k, top_p),
-            key=random_key(seed),
-            delays=codebook_delays(self.num_codebooks, self.audio_channels),
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=prompt_codes,
+            extend_stride=extend_stride,
         )
 
     def generate_tokens(
@@ -114,10 +110,19 @@ class MusicGen:
         top_p: float = 0.0,
         temperature: float = 1.0,
         seed: int | None = None,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        prompt_codes: mx.array | None = None,
+        extend_stride: float = EXTEND_STRIDE,
     ) -> mx.array:
         """Codes (B, K, round(duration x frame_rate)) int32 for the prompts, delay pattern undone.
 
         ``temperature=0`` or ``top_k=1`` is greedy; ``seed`` makes sampling reproducible.
+        ``melody`` (MusicGen-Melody checkpoints): a file path or an array at
+        ``melody_sample_rate`` (one clip, or one per prompt) whose chroma conditions the music.
+        ``prompt_codes`` (B, K, P), e.g. from ``encode_audio``, are continued: they are the
+        first P frames of the result. Beyond ``max_duration`` (30 s) the piece is generated in
+        windows that each re-feed the last 30 - ``extend_stride`` seconds (musicgen.longform).
         """
         steps = self.stream_tokens(
             prompts,
@@ -127,9 +132,17 @@ class MusicGen:
             top_p=top_p,
             temperature=temperature,
             seed=seed,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=prompt_codes,
+            extend_stride=extend_stride,
         )
         frames = [step.frame for step in steps if step.frame is not None]
         codes = mx.stack(frames, axis=-1)
+        if prompt_codes is not None:
+            prompt = self._check_codes(prompt_codes)
+            prompt = mx.broadcast_to(prompt, (codes.shape[0], *prompt.shape[1:]))
+            codes = mx.concatenate([prompt, codes], axis=-1)
         mx.eval(codes)
         return codes
 
@@ -156,8 +169,15 @@ class MusicGen:
         top_p: float = 0.0,
         temperature: float = 1.0,
         seed: int | None = None,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        prompt_codes: mx.array | None = None,
+        extend_stride: float = EXTEND_STRIDE,
     ) -> mx.array:
-        """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode."""
+        """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode.
+
+        Pieces longer than ``max_duration`` are decoded a window at a time (bounded memory).
+        """
         codes = self.generate_tokens(
             prompts,
             duration=duration,
@@ -166,8 +186,114 @@ class MusicGen:
             top_p=top_p,
             temperature=temperature,
             seed=seed,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=prompt_codes,
+            extend_stride=extend_stride,
         )
+        if codes.shape[2] > round(self.max_duration * self.frame_rate):
+            from musicgen.streaming import decode_in_chunks
+
+            return decode_in_chunks(self, codes)
         return self.decode(codes)
+
+    def encode_audio(self, audio, sample_rate: int | None = None, *, batch: int = 1) -> mx.array:
+        """Audio (a file path, an array (samples,) or (channels, samples), or a list of them)
+        -> codes (batch, K, ceil(samples / hop)) with the EnCodec encoder, at ``sample_rate``.
+
+        Audio at another rate is resampled; mono becomes stereo for stereo models (both
+        channels alike) and stereo becomes mono for mono models (the mean). See
+        musicgen.continuation.
+        """
+        from musicgen.continuation import encode_audio
+
+        return encode_audio(self, audio, sample_rate, batch=batch)
+
+    def generate_continuation(
+        self,
+        prompt_audio,
+        sample_rate: int | None,
+        prompts: str | Sequence[str],
+        *,
+        duration: float = 8.0,
+        guidance_scale: float = 3.0,
+        top_k: int = 250,
+        top_p: float = 0.0,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        extend_stride: float = EXTEND_STRIDE,
+    ) -> mx.array:
+        """Audio that continues ``prompt_audio`` (B, channels, samples): the prompt, re-coded
+        by EnCodec, then the continuation, ``duration`` seconds in all (as audiocraft's
+        ``generate_continuation``). The prompt must be shorter than ``duration`` and 30 s.
+        """
+        from musicgen.continuation import continuation_codes
+
+        codes = continuation_codes(self, prompt_audio, sample_rate, prompts)
+        return self.generate(
+            prompts,
+            duration=duration,
+            guidance_scale=guidance_scale,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            seed=seed,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=codes,
+            extend_stride=extend_stride,
+        )
+
+    def stream(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        duration: float = 8.0,
+        chunk_frames: int = 50,
+        guidance_scale: float = 3.0,
+        top_k: int = 250,
+        top_p: float = 0.0,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        prompt_audio=None,
+        prompt_sample_rate: int | None = None,
+        extend_stride: float = EXTEND_STRIDE,
+    ) -> Iterator[mx.array]:
+        """Audio chunks (B, channels, samples) float32 while generating: ``generate`` (or
+        ``generate_continuation`` with ``prompt_audio``) a piece at a time.
+
+        Every ``chunk_frames`` generated frames are decoded as soon as the delay pattern has
+        completed them; the codec holds back its look-ahead (a few frames) until the next
+        chunk. The chunks, concatenated, are the audio ``generate`` returns for the same
+        arguments and seed, up to float rounding. Arguments are checked when called.
+        """
+        from musicgen.continuation import continuation_codes
+        from musicgen.streaming import check_chunk_frames, decode_stream, frame_chunks
+
+        check_chunk_frames(chunk_frames)
+        codes = None
+        if prompt_audio is not None:
+            codes = continuation_codes(self, prompt_audio, prompt_sample_rate, prompts)
+        elif prompt_sample_rate is not None:
+            raise InvalidArgumentError("prompt_sample_rate was given without prompt_audio.")
+        steps = self.stream_tokens(
+            prompts,
+            duration=duration,
+            guidance_scale=guidance_scale,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            seed=seed,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=codes,
+            extend_stride=extend_stride,
+        )
+        return decode_stream(self, frame_chunks(steps, chunk_frames, codes))
 
     def _check_codes(self, codes: Any) -> mx.array:
         codes = mx.array(codes) if not isinstance(codes, mx.array) else codes
