@@ -11,11 +11,15 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag_core.chunking import Chunker, TextChunk
 from rag_core.errors import RagError
 from rag_core.loaders import Loaders
 from rag_core.store import Store
+
+if TYPE_CHECKING:
+    from rag_core.embeddings import SentenceEmbedder
 
 CHUNK_TOKENS, CHUNK_TOKENS_OVERLAP = 160, 32  # in the embedding model's tokens
 CHUNK_CHARS, CHUNK_CHARS_OVERLAP = 800, 160  # without a model
@@ -47,7 +51,9 @@ class IngestReport:
         return f"{', '.join(parts)}; {self.chunks} chunks written ({vectors})."
 
 
-def make_chunker(embedder=None, size: int | None = None, overlap: int | None = None) -> Chunker:
+def make_chunker(
+    embedder: SentenceEmbedder | None = None, size: int | None = None, overlap: int | None = None
+) -> Chunker:
     """Chunks sized in `embedder`'s tokens (fitting its input length), else in characters."""
     if embedder is None:
         size = size or CHUNK_CHARS
@@ -83,7 +89,7 @@ def ingest(
     store: Store,
     paths: Iterable[str | Path],
     *,
-    embedder=None,
+    embedder: SentenceEmbedder | None = None,
     loaders: Loaders | None = None,
     chunker: Chunker | None = None,
     prune: bool = False,
@@ -107,7 +113,7 @@ def ingest_files(
     store: Store,
     files: list[Path],
     *,
-    embedder=None,
+    embedder: SentenceEmbedder | None = None,
     loaders: Loaders | None = None,
     chunker: Chunker | None = None,
     prune: bool = False,
@@ -121,19 +127,22 @@ def ingest_files(
     chunker = chunker or make_chunker(embedder)
     report = IngestReport(embedding_model=embedder.name if embedder else None)
     report.store = str(store.path)
-    # disable=None: a bar on terminals only.
-    bar = tqdm(total=len(files), unit="file", disable=None if progress else True, leave=False)
-
-    def notify(path: str, outcome: str) -> None:
-        bar.update()
-        if on_file is not None:
-            on_file(path, outcome)
     known = store.documents()
     if embedder is not None and store.embedding_model != embedder.name:
         with store.transaction():
             store.set_embedding_model(embedder.name, embedder.dim)
-
     pending: list[tuple[str, str, list[TextChunk], str]] = []  # path, sha256, chunks, outcome
+    # disable=None: a bar on terminals only.
+    bar = tqdm(total=len(files), unit="file", disable=None if progress else True, leave=False)
+
+    def done(path: str, outcome: str) -> None:
+        bar.update()
+        if on_file is not None:
+            on_file(path, outcome)
+
+    def skip(path: str, reason: str) -> None:
+        report.skipped.append((path, reason))
+        done(path, f"skipped: {reason}")
 
     def flush() -> None:
         texts = [c.text for _, _, chunks, _ in pending for c in chunks]
@@ -147,33 +156,34 @@ def ingest_files(
         for path, _, chunks, outcome in pending:
             getattr(report, outcome).append(path)
             report.chunks += len(chunks)
-            notify(path, outcome)
+            done(path, outcome)
         pending.clear()
 
-    for file in files:
-        path = str(file)
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            _skip(report, notify, path, exc.strerror or str(exc))
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        old = known.get(path)
-        if old is not None and old.sha256 == digest and _current(old.chunker, chunker, embedder):
-            report.unchanged.append(path)
-            notify(path, "unchanged")
-            continue
-        try:
-            text = loaders.load(file)
-        except (ValueError, OSError) as exc:
-            _skip(report, notify, path, str(exc))
-            continue
-        pending.append((path, digest, chunker.split(text), "added" if old is None else "updated"))
-        if sum(len(chunks) for _, _, chunks, _ in pending) >= BATCH_CHUNKS:
+    with bar:
+        for file in files:
+            path = str(file)
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                skip(path, exc.strerror or str(exc))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            old = known.get(path)
+            if old and old.sha256 == digest and _current(old.chunker, chunker, embedder):
+                report.unchanged.append(path)
+                done(path, "unchanged")
+                continue
+            try:
+                text = loaders.load(file)
+            except (ValueError, OSError) as exc:
+                skip(path, str(exc))
+                continue
+            chunks = chunker.split(text)
+            pending.append((path, digest, chunks, "added" if old is None else "updated"))
+            if sum(len(c) for _, _, c, _ in pending) >= BATCH_CHUNKS:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
-    bar.close()
     if prune:
         gone = [p for p in store.documents() if not Path(p).exists()]
         with store.transaction():
@@ -183,16 +193,11 @@ def ingest_files(
     return report
 
 
-def _current(stored: str, chunker: Chunker, embedder) -> bool:
+def _current(stored: str, chunker: Chunker, embedder: SentenceEmbedder | None) -> bool:
     """Is a document chunked with settings `stored` still up to date?
 
     Without an embedding model (offline, say) documents that were chunked for one are kept
     as they are rather than downgraded to character chunks without vectors.
     """
     return stored == chunker.signature or (embedder is None and stored.startswith("tokens:"))
-
-
-def _skip(report: IngestReport, notify, path: str, reason: str) -> None:
-    report.skipped.append((path, reason))
-    notify(path, f"skipped: {reason}")
 
