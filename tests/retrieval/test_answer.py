@@ -100,6 +100,16 @@ def test_answer_step_needs_passages_and_valid_options(ingested, citing_llm):
         rag_core.run_pipeline([{"tool": "retrieve"}, {"tool": "answer", "temp": -1}], "q?")
 
 
+def test_unavailable_llm_says_how_to_get_it(ingested, configure, tiny_bert, tmp_path,
+                                           monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    configure(store=tmp_path / "store.sqlite3", embedding=tiny_bert)  # default [llm] model
+    result = run("ask", "topic1?", ok=False)
+    assert "mlx-rag models pull mlx-community/Qwen2.5-0.5B-Instruct-4bit" in result.stderr
+    assert "--no-llm" in result.stderr
+    assert run("ask", "topic1?", "--no-llm").stdout.startswith("[1] ")
+
+
 def test_wrong_kind_of_model_is_refused(ingested, tiny_bert):
     ingested(tiny_bert)  # an embedding model configured as the LLM
     result = run("ask", "topic1?", ok=False)

@@ -9,7 +9,7 @@ import click
 
 from rag_core.answer import Sampling, answer, citations
 from rag_core.cli.output import echo_json
-from rag_core.errors import RagError
+from rag_core.errors import ModelUnavailableError, RagError
 from rag_core.retrieval import get_llm, ingest_paths, retrieve
 from rag_core.search import MODES
 
@@ -115,7 +115,10 @@ def ask_command(question: str, k: int, no_llm: bool, model: str | None, max_toke
             click.echo(f"No passages match {question!r}; nothing to answer from.")
         _echo_passages(passages)
         return
-    llm = get_llm(model)
+    try:
+        llm = get_llm(model)
+    except ModelUnavailableError as exc:
+        raise ModelUnavailableError(f"{exc} (`--no-llm` prints the passages without it.)") from exc
     if as_json:
         result = answer(llm, question, passages, sampling)
         echo_json({"question": question, **result.to_dict(), "passages": passages})
