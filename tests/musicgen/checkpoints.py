@@ -26,6 +26,7 @@ from transformers import (
     MusicgenForConditionalGeneration,
     T5TokenizerFast,
 )
+from transformers.initialization import no_init_weights
 
 # Frame rate 50 Hz (as the real 32 kHz codec), 4 codebooks of 32 codes at 1 kbps.
 TINY_ENCODEC = {
@@ -135,22 +136,25 @@ def write_musicgen(
     weight_norm: Literal["parametrizations", "legacy"] = "parametrizations",
     dtype: Literal["float32", "float16"] = "float32",
     shards: int = 1,
+    scale: Literal["spread", "small"] = "spread",
 ) -> Path:
     """Write a random MusicGen checkpoint as the hub repos lay it out; return ``path``.
 
     config.json + generation_config.json + model.safetensors (or ``shards`` > 1 shards with
     model.safetensors.index.json) saved by transformers' save_pretrained, plus tokenizer.json and
     tokenizer_config.json. ``weight_norm="legacy"`` renames weight norm to weight_g/weight_v as in
-    the hub files; ``dtype="float16"`` stores every tensor in half precision.
+    the hub files; ``dtype="float16"`` stores every tensor in half precision. ``scale="spread"``
+    draws weights at scales where every part matters to the output; ``"small"`` uses
+    transformers' std 0.02, for the real sizes (see SCALES).
     """
     path = Path(path)
-    torch.manual_seed(seed)
-    model = MusicgenForConditionalGeneration(config).eval()
-    _randomize(model)
-    if dtype == "float16":
-        model = model.half()
-    elif dtype != "float32":
+    if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    torch.manual_seed(seed)
+    with no_init_weights():  # every weight is drawn below, much faster
+        model = MusicgenForConditionalGeneration._from_config(config, dtype=getattr(torch, dtype))
+    model.eval().tie_weights()  # T5's shared and encoder.embed_tokens, as the hub stores them
+    _randomize(model, scale, seed)
     model.save_pretrained(path, max_shard_size="100GB")
     if weight_norm == "legacy":
         _rename_weight_norm(path)
@@ -221,32 +225,68 @@ def reference_inputs(path: str | Path, prompts: list[str]) -> dict[str, torch.Te
     return dict(tokenizer(prompts, padding=True, return_tensors="pt"))
 
 
-def _randomize(model: MusicgenForConditionalGeneration) -> None:
-    """Weights at scales where every part of the model matters to its output.
+SCALES = {
+    # Weights at scales where every part of the model matters to its output (tiny models).
+    "spread": {"embedding": 1.0, "relative": 1.0, "linear": None, "norm": 0.5, "bias": 0.2},
+    # transformers' init scales (std 0.02): small activations, so float32 rounding stays far
+    # below 1e-4 even through 24 layers of the real sizes.
+    "small": {"embedding": 1.0, "relative": 0.04, "linear": 0.02, "norm": 0.1, "bias": 0.02},
+}
 
-    transformers initializes linears at std 0.02, norms to 1, weight-norm gains to |v| and
-    EnCodec codebooks to zeros, which would let a wrong port agree with the reference.
+
+def _randomize(model: MusicgenForConditionalGeneration, scale: str, seed: int) -> None:
+    """Fill every weight, fast: slices of pools of normal draws, at random offsets.
+
+    transformers' own init would leave EnCodec's codebooks at zero (constant audio) and its
+    weight-norm gains at |v|; drawing 600M values one by one takes a minute on 2 cores.
     """
+    scales = SCALES[scale]
+    generator = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    length = max(p.numel() for p in model.parameters()) + (1 << 20)
+    pools: dict[float, torch.Tensor] = {}
+
+    def fill(param: torch.Tensor, std: float) -> None:
+        if std not in pools:
+            pools[std] = (torch.randn(length, generator=generator) * std).to(dtype)
+        n = param.numel()
+        offset = int(torch.randint(0, length - n + 1, (1,), generator=generator))
+        param.copy_(pools[std][offset : offset + n].view(param.shape))
+
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.startswith("audio_encoder."):
-                if name.endswith("original0"):
-                    param.mul_(torch.empty_like(param).uniform_(0.5, 1.5))
-                elif name.endswith("bias") and param.ndim == 1:
-                    param.uniform_(-0.1, 0.1)
+                fill(param, 1.0)
+                param.mul_(0.1 if name.endswith("bias") else param[0].numel() ** -0.5)
             elif "norm" in name and name.endswith("weight"):
-                param.uniform_(0.5, 1.5)
+                param.copy_(
+                    1 + scales["norm"] * (2 * torch.rand(param.shape, generator=generator) - 1)
+                )
             elif name.endswith("bias"):
-                param.uniform_(-0.2, 0.2)
-            elif param.ndim == 2 and ("embed" in name or "shared" in name or "relative" in name):
-                param.normal_(0.0, 1.0)
-            elif param.ndim == 2:
-                param.normal_(0.0, param.shape[1] ** -0.5)
-        codec = model.audio_encoder
+                fill(param, scales["bias"])
+            elif "relative_attention_bias" in name:
+                fill(param, scales["relative"])
+            elif "embed" in name or "shared" in name:
+                fill(param, scales["embedding"])
+            elif scales["linear"]:
+                fill(param, scales["linear"])
+            else:
+                fill(param, 1.0)
+                param.mul_(param.shape[1] ** -0.5)
+        codec = model.audio_encoder.float()
+        for module in codec.modules():
+            weight_norm = getattr(module, "parametrizations", None)
+            if weight_norm is not None:  # gain g = |v| x U(0.5, 1.5), not just |v|
+                g, v = weight_norm.weight.original0, weight_norm.weight.original1
+                norm = v.flatten(1).norm(dim=1).view(g.shape)
+                g.copy_(norm * (0.5 + torch.rand(g.shape, generator=generator)))
+        # Codebooks at the scale of the encoder output, so codes spread over the entries.
         audio = torch.randn(2, codec.config.audio_channels, 8 * codec.config.hop_length)
-        scale = codec.encoder(audio).std().item()
+        spread = codec.encoder(audio).std().item()
         for layer in codec.quantizer.layers:
-            layer.codebook.embed.normal_(0.0, scale)
+            embed = layer.codebook.embed
+            embed.copy_(torch.randn(embed.shape, generator=generator) * spread)
+        codec.to(dtype)
 
 
 def _reshard(path: Path, shards: int) -> None:
@@ -316,6 +356,9 @@ def assert_generation_matches_reference(
 ):
     """Greedy codes identical to transformers' and audio within ``atol``; returns the codes."""
     frames = round(duration * model.frame_rate)
+    delay = model.num_codebooks // model.audio_channels - 1
+    # Below this transformers skips the delay pattern altogether (max_length < 2K - 1).
+    assert frames >= delay, "too short for transformers to apply its delay pattern"
     codes = model.generate_tokens(
         prompts, duration=duration, guidance_scale=guidance_scale, temperature=0
     )
@@ -324,7 +367,7 @@ def assert_generation_matches_reference(
         reference_inputs(path, prompts),
         do_sample=False,
         guidance_scale=guidance_scale,
-        max_new_tokens=frames + model.num_codebooks // model.audio_channels - 1,
+        max_new_tokens=frames + delay,
     )
     assert codes.dtype == mx.int32
     assert codes.shape == (len(prompts), model.num_codebooks, frames)

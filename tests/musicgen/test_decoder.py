@@ -85,7 +85,7 @@ def test_cross_attention_keys_and_values_are_computed_once(tiny_model, monkeypat
     steps = list(tiny_model.stream_tokens(PROMPTS, duration=0.2, temperature=0))
     layers = tiny_model.config.decoder.num_hidden_layers
     text_length = tiny_model.tokenizer(PROMPTS)[0].shape[1]
-    assert len(steps) == 13
-    # One projection of the text per layer, one of the new code per layer and step.
-    assert lengths.count(text_length) == layers
-    assert lengths.count(1) == layers * len(steps)
+    assert len(steps) == 13 and text_length > 1
+    # One projection of the text per layer for the whole generation (any other projection is
+    # of the one new position of a step).
+    assert [n for n in lengths if n != 1] == [text_length] * layers

@@ -114,8 +114,15 @@ class T5Encoder(nn.Module):
 
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
-        """Rename transformers' T5EncoderModel keys (without 'text_encoder.') to this module's."""
-        return {_rename(key): value for key, value in weights.items()}
+        """Rename transformers' T5EncoderModel keys (without 'text_encoder.') to this module's.
+
+        The embedding may be stored as 'shared', 'encoder.embed_tokens' or both (tied); the
+        encoder's own copy wins, as it is the one the reference encoder uses.
+        """
+        out = {_rename(key): value for key, value in weights.items()}
+        if "encoder.embed_tokens.weight" in weights:
+            out["embed_tokens.weight"] = weights["encoder.embed_tokens.weight"]
+        return out
 
 
 _RENAMES = [
