@@ -118,6 +118,9 @@ class MusicGen:
         """Codes (B, K, round(duration x frame_rate)) int32 for the prompts, delay pattern undone.
 
         ``temperature=0`` or ``top_k=1`` is greedy; ``seed`` makes sampling reproducible.
+        ``guidance_scale`` > 1 guides as transformers does, 1 skips the unconditional branch,
+        and values below 1 apply the same formula (0 is unconditional; transformers has no
+        working path there).
         ``melody`` (MusicGen-Melody checkpoints): a file path or an array at
         ``melody_sample_rate`` (one clip, or one per prompt) whose chroma conditions the music.
         ``prompt_codes`` (B, K, P), e.g. from ``encode_audio``, are continued: they are the
