@@ -117,6 +117,18 @@ def test_existing_output_needs_overwrite_and_unwritable_output_fails(cli, tiny, 
     assert result.exit_code == 1 and "x.wav is a file, not a folder" in result.stderr
 
 
+def test_progress_bar_counts_generation_steps(capsys):
+    with musicgen.cli.progress_bar("generating", enabled=True) as on_step:
+        for done in range(1, 61):
+            time.sleep(0.15 if done == 30 else 0)  # tqdm redraws at most every 0.1 s
+            on_step(done, 60)
+    err = capsys.readouterr().err
+    assert "generating:  50%|" in err and "| 30/60 [" in err
+    with musicgen.cli.progress_bar("generating") as on_step:  # not a terminal: no bar
+        on_step(1, 60)
+    assert capsys.readouterr().err == ""
+
+
 def test_ctrl_c_during_generation(cli, tiny, out, monkeypatch):
     import contextlib
 

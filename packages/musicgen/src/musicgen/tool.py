@@ -363,19 +363,24 @@ def run(
 def progress_bar(description: str, enabled: bool | None = None) -> Iterator[StepCallback]:
     """A callback that drives a tqdm bar over generation steps on stderr.
 
-    ``enabled=None`` shows it only on a terminal.
+    ``enabled=None`` shows it only on a terminal. The bar starts at the first step, when the
+    number of steps is known.
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=description, unit="step", disable=None if enabled is None
-               else not enabled, leave=False, file=sys.stderr)  # fmt: skip
+    bar = None
 
     def on_step(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.reset(total)
+        nonlocal bar
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=description, unit="step", leave=False, file=sys.stderr,
+                       disable=None if enabled is None else not enabled)  # fmt: skip
         bar.update(done - bar.n)
 
     try:
         yield on_step
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
