@@ -1,8 +1,25 @@
-"""The self-attention key/value cache of one decoder layer."""
+"""Self-attention key/value caches: a growable one per layer, and a fixed-shape compiled one.
+
+``KVCache`` is the plain path: its buffers grow as needed and attention reads the positions
+written so far. ``StaticCache`` holds every layer's keys and values in buffers of the whole
+generation's length, written at a position held on the device, so that each decoding call has
+the same shapes and the decoder's forward pass compiles once (``mx.compile``) per input length.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import mlx.core as mx
+
+
+def causal_mask(length: int, offset: int) -> mx.array | None:
+    """Boolean (length, offset + length) mask letting each new position see itself and the past."""
+    if length == 1:
+        return None
+    queries = mx.arange(offset, offset + length)[:, None]
+    return mx.arange(offset + length)[None] <= queries
 
 
 class KVCache:
@@ -18,6 +35,10 @@ class KVCache:
         self.keys: mx.array | None = None
         self.values: mx.array | None = None
         self.offset = 0
+
+    def mask(self, length: int) -> mx.array | None:
+        """The self-attention mask of ``length`` new positions (before they are written)."""
+        return causal_mask(length, self.offset)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         """Append (B, H, L, D) keys and values; return all of them so far."""
@@ -41,3 +62,100 @@ class KVCache:
             new_keys[..., : self.offset, :] = self.keys[..., : self.offset, :]
             new_values[..., : self.offset, :] = self.values[..., : self.offset, :]
         self.keys, self.values = new_keys, new_values
+
+
+class StaticLayerCache:
+    """One layer's view of a StaticCache inside a decoding call.
+
+    ``offset`` is an int32 scalar array (the positions written before this call); attention
+    reads the whole buffer and the mask hides the positions not written yet.
+    """
+
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array):
+        self.keys = keys
+        self.values = values
+        self.offset = offset
+
+    def mask(self, length: int) -> mx.array:
+        """(length, max_length) bool: query i sees the keys at positions <= offset + i."""
+        queries = self.offset + mx.arange(length, dtype=mx.int32)
+        return mx.arange(self.keys.shape[2], dtype=mx.int32)[None] <= queries[:, None]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        """Write (B, H, L, D) keys and values at ``offset``; return the whole buffers."""
+        start = self.offset.reshape(1)
+        self.keys = mx.slice_update(self.keys, keys.astype(self.keys.dtype), start, axes=(2,))
+        self.values = mx.slice_update(
+            self.values, values.astype(self.values.dtype), start, axes=(2,)
+        )
+        return self.keys, self.values
+
+
+Forward = Callable[..., mx.array]  # forward(codes, *args, caches) -> logits
+
+
+class StaticCache:
+    """Every layer's keys and values for ``max_length`` positions, and the compiled forward pass.
+
+    Call it as ``cache(forward, codes, *args)`` in place of ``forward(codes, *args, caches)``:
+    the buffers are allocated at the first call (batch from ``codes``), the position lives on
+    the device, and with ``compile`` the whole pass is traced once per input length and replayed
+    after that. ``forward`` must be the same function at every call: its weights are captured
+    when it is traced, so a StaticCache serves one generation.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        max_length: int,
+        num_heads: int,
+        head_dim: int,
+        dtype: mx.Dtype,
+        compile: bool = True,
+    ):
+        self.num_layers = num_layers
+        self.max_length = max_length
+        self.shape = (num_heads, max_length, head_dim)
+        self.dtype = dtype
+        self.offset = 0  # positions written, on the host
+        self.keys: list[mx.array] | None = None
+        self.values: list[mx.array] | None = None
+        self._position = mx.array(0, dtype=mx.int32)  # the same, on the device
+        self._forward: Forward | None = None
+        self._run = mx.compile(self._pass) if compile else self._pass
+
+    def __call__(self, forward: Forward, codes: mx.array, *args: Any) -> mx.array:
+        length = codes.shape[-1]
+        if self.offset + length > self.max_length:
+            raise ValueError(
+                f"the cache holds {self.max_length} positions; {self.offset} are written and "
+                f"{length} more do not fit."
+            )
+        if self._forward is None:
+            self._forward = forward
+        elif forward != self._forward:
+            raise ValueError("a StaticCache serves one forward function (one generation).")
+        if self.keys is None:
+            shape = (codes.shape[0], *self.shape)
+            self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
+            self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
+        keys, values = self.keys, self.values
+        self.keys = self.values = None  # the pass may then update the buffers in place
+        logits, self.keys, self.values, self._position = self._run(
+            codes, args, keys, values, self._position
+        )
+        self.offset += length
+        return logits
+
+    def _pass(
+        self,
+        codes: mx.array,
+        args: tuple,
+        keys: list[mx.array],
+        values: list[mx.array],
+        position: mx.array,
+    ) -> tuple[mx.array, list[mx.array], list[mx.array], mx.array]:
+        layers = [StaticLayerCache(k, v, position) for k, v in zip(keys, values, strict=True)]
+        logits = self._forward(codes, *args, layers)
+        length = codes.shape[-1]
+        return logits, [c.keys for c in layers], [c.values for c in layers], position + length

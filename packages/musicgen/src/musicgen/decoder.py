@@ -3,41 +3,58 @@
 Each step embeds the K codes of one position (one embedding table per codebook, summed), adds
 a sinusoidal position, runs causal self-attention (with a KV cache) and cross-attention to the
 text, and predicts K next codes with one linear head per codebook.
+
+Few, large kernels per step: self-attention projects queries, keys and values with one matmul,
+output projections add the residual in the same matmul (``addmm``), cross-attention keys and
+values are computed once per generation, and the heads compute float32 logits. With a
+``StaticCache`` the whole pass is compiled (see ``musicgen.cache``).
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from musicgen.cache import KVCache
+from musicgen.cache import KVCache, StaticCache, causal_mask
 from musicgen.config import DecoderConfig, activation
 
 CrossKV = list[tuple[mx.array, mx.array]]
+Cache = list[KVCache] | StaticCache
+
+__all__ = [
+    "Attention",
+    "CrossKV",
+    "DecoderLayer",
+    "MusicGenDecoder",
+    "causal_mask",
+    "cross_attention_bias",
+    "linear",
+    "sinusoidal_positions",
+]
 
 
-def sinusoidal_positions(start: int, length: int, dim: int) -> mx.array:
-    """Positions start..start+length-1 as (length, dim) float32: cosines then sines."""
-    half = dim // 2
-    # Frequencies rounded once to float32, as the reference computes them.
+@lru_cache(maxsize=8)
+def _frequencies(half: int) -> mx.array:
+    # Rounded once to float32, as the reference computes them.
     exponent = np.arange(half, dtype=np.float32) * np.float32(-math.log(10000) / (half - 1))
-    frequencies = mx.array(np.exp(exponent.astype(np.float64)).astype(np.float32))
-    angles = mx.arange(start, start + length, dtype=mx.float32)[:, None] * frequencies[None]
+    return mx.array(np.exp(exponent.astype(np.float64)).astype(np.float32))
+
+
+def sinusoidal_positions(start: int | mx.array, length: int, dim: int) -> mx.array:
+    """Positions start..start+length-1 as (length, dim) float32: cosines then sines.
+
+    ``start`` may be an int32 scalar array (a compiled pass keeps the position on the device).
+    """
+    positions = (mx.arange(length, dtype=mx.int32) + start).astype(mx.float32)
+    angles = positions[:, None] * _frequencies(dim // 2)[None]
     table = mx.concatenate([mx.cos(angles), mx.sin(angles)], axis=-1)
     if dim % 2:
         table = mx.pad(table, [(0, 0), (0, 1)])
     return table
-
-
-def causal_mask(length: int, offset: int) -> mx.array | None:
-    """Boolean (length, offset + length) mask letting each new position see itself and the past."""
-    if length == 1:
-        return None
-    queries = mx.arange(offset, offset + length)[:, None]
-    return mx.arange(offset + length)[None] <= queries
 
 
 def cross_attention_bias(mask: mx.array, dtype: mx.Dtype) -> mx.array:
@@ -45,16 +62,34 @@ def cross_attention_bias(mask: mx.array, dtype: mx.Dtype) -> mx.array:
     return ((1 - mask.astype(dtype)) * mx.finfo(dtype).min)[:, None, None, :]
 
 
-class Attention(nn.Module):
-    """Multi-head attention without biases; self-attention (cached) or cross-attention."""
+def linear(layer: nn.Module, x: mx.array, residual: mx.array | None = None) -> mx.array:
+    """``layer(x)``, plus ``residual`` in the same matmul where ``layer`` is a bias-free Linear."""
+    if residual is None:
+        return layer(x)
+    if type(layer) is nn.Linear and "bias" not in layer:
+        return mx.addmm(residual, x, layer.weight.T)
+    return residual + layer(x)
 
-    def __init__(self, dim: int, num_heads: int):
+
+class Attention(nn.Module):
+    """Multi-head attention without biases.
+
+    Self-attention (the default) projects queries, keys and values with one matmul,
+    ``qkv_proj`` (``MusicGenDecoder.sanitize`` joins the checkpoint's three), and appends its
+    keys and values to a cache; cross-attention (``cross=True``) attends to keys and values
+    that ``project_kv`` computed once.
+    """
+
+    def __init__(self, dim: int, num_heads: int, cross: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim, bias=False)
+        if cross:
+            self.q_proj = nn.Linear(dim, dim, bias=False)
+            self.k_proj = nn.Linear(dim, dim, bias=False)
+            self.v_proj = nn.Linear(dim, dim, bias=False)
+        else:
+            self.qkv_proj = nn.Linear(dim, 3 * dim, bias=False)
         self.out_proj = nn.Linear(dim, dim, bias=False)
 
     def _heads(self, x: mx.array) -> mx.array:
@@ -62,7 +97,7 @@ class Attention(nn.Module):
         return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)
 
     def project_kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
-        """Keys and values (B, H, S, D) of ``x``; cross-attention computes them once."""
+        """Cross-attention keys and values (B, H, S, D) of ``x``: once per generation."""
         return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
     def __call__(
@@ -71,18 +106,22 @@ class Attention(nn.Module):
         mask: mx.array | None = None,
         cache: KVCache | None = None,
         kv: tuple[mx.array, mx.array] | None = None,
+        residual: mx.array | None = None,
     ) -> mx.array:
+        """The attention output projected back to ``dim``, plus ``residual`` when given."""
         B, L, _ = x.shape
         if kv is None:
-            keys, values = self.project_kv(x)
+            qkv = self.qkv_proj(x).reshape(B, L, 3, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
+            queries, keys, values = qkv[0], qkv[1], qkv[2]
             if cache is not None:
                 keys, values = cache.update_and_fetch(keys, values)
         else:
+            queries = self._heads(self.q_proj(x))
             keys, values = kv
         out = mx.fast.scaled_dot_product_attention(
-            self._heads(self.q_proj(x)), keys, values, scale=self.scale, mask=mask
+            queries, keys, values, scale=self.scale, mask=mask
         )
-        return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+        return linear(self.out_proj, out.transpose(0, 2, 1, 3).reshape(B, L, -1), residual)
 
 
 class DecoderLayer(nn.Module):
@@ -91,7 +130,7 @@ class DecoderLayer(nn.Module):
         dim = config.hidden_size
         self.self_attn = Attention(dim, config.num_attention_heads)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.encoder_attn = Attention(dim, config.num_attention_heads)
+        self.encoder_attn = Attention(dim, config.num_attention_heads, cross=True)
         self.encoder_attn_layer_norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, config.ffn_dim, bias=False)
         self.fc2 = nn.Linear(config.ffn_dim, dim, bias=False)
@@ -106,13 +145,15 @@ class DecoderLayer(nn.Module):
         mask: mx.array | None,
         cache: KVCache | None,
     ) -> mx.array:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache)
-        x = x + self.encoder_attn(self.encoder_attn_layer_norm(x), mask=cross_bias, kv=cross_kv)
-        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+        x = self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache, residual=x)
+        x = self.encoder_attn(
+            self.encoder_attn_layer_norm(x), mask=cross_bias, kv=cross_kv, residual=x
+        )
+        return linear(self.fc2, self.act(self.fc1(self.final_layer_norm(x))), residual=x)
 
 
 class MusicGenDecoder(nn.Module):
-    """The LM: codes (B, K, L) + text conditioning -> logits (B, K, L, vocab)."""
+    """The LM: codes (B, K, L) + text conditioning -> float32 logits (B, K, L, vocab)."""
 
     def __init__(self, config: DecoderConfig, text_dim: int):
         super().__init__()
@@ -129,6 +170,12 @@ class MusicGenDecoder(nn.Module):
             nn.Linear(dim, config.vocab_size, bias=False) for _ in range(config.num_codebooks)
         ]
 
+    def set_dtype(self, dtype: mx.Dtype, predicate=lambda t: mx.issubdtype(t, mx.floating)):
+        """Cast the parameters to ``dtype``, except the heads: logits stay in float32."""
+        super().set_dtype(dtype, predicate)
+        for head in self.lm_heads:
+            head.set_dtype(mx.float32, predicate)
+
     def project_text(self, text_states: mx.array, text_mask: mx.array) -> mx.array:
         """T5 states (B, S, text_dim) -> the decoder-width states that cross-attention reads.
 
@@ -144,33 +191,70 @@ class MusicGenDecoder(nn.Module):
         return [layer.encoder_attn.project_kv(states) for layer in self.layers]
 
     def make_cache(self, max_length: int | None = None) -> list[KVCache]:
+        """The plain cache: one growable KVCache per layer."""
         return [KVCache(max_length) for _ in self.layers]
+
+    def make_static_cache(self, max_length: int, compile: bool = True) -> StaticCache:
+        """Fixed-shape buffers for ``max_length`` positions; calls with it run compiled."""
+        config = self.config
+        return StaticCache(
+            len(self.layers),
+            max_length,
+            config.num_attention_heads,
+            config.head_dim,
+            self.layer_norm.weight.dtype,
+            compile=compile,
+        )
 
     def __call__(
         self,
         codes: mx.array,
         cross_kv: CrossKV,
         cross_bias: mx.array,
-        cache: list[KVCache] | None = None,
+        cache: Cache | None = None,
     ) -> mx.array:
+        if isinstance(cache, StaticCache):
+            return cache(self.forward, codes, cross_kv, cross_bias)
+        return self.forward(codes, cross_kv, cross_bias, cache)
+
+    def forward(
+        self,
+        codes: mx.array,
+        cross_kv: CrossKV,
+        cross_bias: mx.array,
+        cache: list | None = None,
+    ) -> mx.array:
+        """The pass itself; ``cache`` holds one layer cache per layer (or None)."""
         _, K, L = codes.shape
         offset = cache[0].offset if cache else 0
         # config.scale_embedding is ignored, as the reference ignores it.
         x = sum(self.embed_tokens[k](codes[:, k]) for k in range(K))
         x = x + sinusoidal_positions(offset, L, x.shape[-1]).astype(x.dtype)
-        mask = causal_mask(L, offset)
+        mask = cache[0].mask(L) if cache else causal_mask(L, 0)
         for i, layer in enumerate(self.layers):
             x = layer(x, cross_kv[i], cross_bias, mask, cache[i] if cache else None)
-        x = self.layer_norm(x)
+        x = self.layer_norm(x).astype(mx.float32)
         return mx.stack([head(x) for head in self.lm_heads], axis=1)
 
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
-        """Map transformers' 'decoder.*' and 'enc_to_dec_proj.*' keys to this module's names."""
+        """Map transformers' 'decoder.*' and 'enc_to_dec_proj.*' keys to this module's names.
+
+        Each self-attention's q/k/v projections are joined into one ``qkv_proj``; if one is
+        missing or their shapes differ they are left apart, for the loader to report.
+        """
         out = {}
         for key, value in weights.items():
             if key.endswith("embed_positions.weights"):
                 continue  # the sinusoids are recomputed, never loaded
             key = key.removeprefix("decoder.model.decoder.").removeprefix("decoder.")
             out[key] = value
+        for key in [k for k in out if k.endswith(".self_attn.q_proj.weight")]:
+            names = [key.replace(".q_proj.", f".{p}.") for p in ("q_proj", "k_proj", "v_proj")]
+            parts = [out.get(name) for name in names]
+            if any(p is None for p in parts) or len({tuple(p.shape) for p in parts}) != 1:
+                continue
+            for name in names:
+                del out[name]
+            out[key.replace(".q_proj.", ".qkv_proj.")] = mx.concatenate(parts)
         return out

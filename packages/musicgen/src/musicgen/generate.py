@@ -52,6 +52,7 @@ def generate_step(
     delays: Sequence[int] | None = None,
     prompt: mx.array | None = None,
     unconditional: tuple[mx.array, mx.array] | None = None,
+    compile: bool = True,
 ) -> Iterator[GenerationStep]:
     """Yield one GenerationStep per decoding step until ``num_frames`` frames are complete.
 
@@ -63,6 +64,11 @@ def generate_step(
     continuation): the first step feeds them through the delay pattern in one call, as
     transformers' ``decoder_input_ids``, where a prompt code falls in a later position it is
     written instead of sampled, and only the frames after the prompt are yielded.
+
+    ``compile`` (the default) runs each step as two compiled functions, the decoder's pass over
+    a fixed-shape cache and the choice of the next tokens, with nothing read back to the host;
+    ``compile=False`` is the plain reference path (growable cache, no compilation). Both give
+    the same tokens.
     """
     config = decoder.config
     delays = list(delays or range(config.num_codebooks))
@@ -84,24 +90,36 @@ def generate_step(
         text_mask = mx.concatenate([text_mask, null_mask])
     cross_kv = decoder.cross_kv(text_states)
     cross_bias = cross_attention_bias(text_mask, text_states.dtype)
-    cache = decoder.make_cache(start + total)
+    static = compile and hasattr(decoder, "make_static_cache")
+    if static:
+        cache = decoder.make_static_cache(start + total)
+    else:
+        cache = decoder.make_cache(start + total)
     known = known_tokens(prompt, batch, num_frames, delays, special)
     key = key if key is not None else random_key()
 
-    def next_tokens(inputs: mx.array, position: int) -> mx.array:
-        """The tokens at ``position`` of the delayed sequence, after feeding ``inputs``."""
-        nonlocal key
+    def choose(logits: mx.array, key: mx.array, fixed: mx.array) -> tuple[mx.array, mx.array]:
+        """Guided logits (2B or B, K, L, V) -> the next tokens (B, K) and the next key."""
         # One key per step, split off in turn: a longer run starts with the same codes.
         key, step_key = mx.random.split(key)
-        if guided:
-            inputs = mx.concatenate([inputs, inputs])
-        logits = decoder(inputs, cross_kv, cross_bias, cache)[:, :, -1].astype(mx.float32)
+        logits = logits[:, :, -1].astype(mx.float32)
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + (cond - uncond) * guidance_scale
         codes = sampler(logits.reshape(batch * K, -1), step_key).reshape(batch, K)
-        fixed = known[:, :, position]
-        return mx.where(fixed >= 0, fixed, codes)
+        return mx.where(fixed >= 0, fixed, codes), key
+
+    if static:
+        choose = mx.compile(choose)
+
+    def next_tokens(inputs: mx.array, position: int) -> mx.array:
+        """The tokens at ``position`` of the delayed sequence, after feeding ``inputs``."""
+        nonlocal key
+        if guided:
+            inputs = mx.concatenate([inputs, inputs])
+        logits = decoder(inputs, cross_kv, cross_bias, cache)
+        tokens, key = choose(logits, key, known[:, :, position])
+        return tokens
 
     history = [known[:, :, p] for p in range(start + 1)]  # the delayed sequence, by position
     tokens = next_tokens(known[:, :, : start + 1], start + 1)
