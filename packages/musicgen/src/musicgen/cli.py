@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+from rag_core.cli.output import short
 from rag_core.errors import ConfigError
 
+from musicgen.audio import NORMALIZE_MODES
 from musicgen.prompt import PROMPT_FROM, MusicPrompt, build_prompt
 from musicgen.tool import FORMATS, Sampling, make_track, progress_bar
 from musicgen.tool import run as music_tool
 
-NORMALIZE = ("peak", "rms", "clip", "none")
+NORMALIZE = NORMALIZE_MODES
 
 
 def _options(function):
@@ -220,7 +222,7 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
             for n, chunk in enumerate(result["chunks"], 1):
                 start, end = chunk["lines"]
                 click.echo(f"  [{n}] {Path(chunk['source']).name}:{start}-{end}  "
-                           f"{_snippet(chunk['text'])}")  # fmt: skip
+                           f"{short(chunk['text'], 90)}")  # fmt: skip
         elif name == "answer":
             click.echo(f"Answer: {result['answer']}")
         elif name == "music":
@@ -239,11 +241,6 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
     elif result["fallback"]:
         note("Reminder: this track comes from the UNTRAINED smoke checkpoint (noise, not "
              "music); see above for how to get the real model.")
-
-
-def _snippet(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if __name__ == "__main__":  # pragma: no cover
