@@ -44,7 +44,7 @@ def choose_model(model: str, say: Say, *, smoke: bool = False) -> str:
         say(f"Using the smoke checkpoint as asked: {NOTICE}")
         return SMOKE_ID
     try:
-        load_music_model(model)
+        load_music_model(model, say)  # loads once; the music step then finds it loaded
         return model
     except ModelUnavailableError as exc:
         say(f"The music model '{model}' cannot be loaded: {exc}")
