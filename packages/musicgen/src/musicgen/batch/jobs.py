@@ -13,20 +13,20 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from musicgen.audio import FORMATS, NORMALIZE_MODES
+from musicgen.audio import NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
-from musicgen.generate import check_options
+from musicgen.tool import DEFAULT_MODEL, FORMATS, Sampling
 
 INPUT_FIELDS = ("prompt", "text", "query")
 OPTION_FIELDS = ("duration", "seed", "guidance_scale", "top_k", "top_p", "temperature", "model",
                  "format")
 JOB_FIELDS = ("id", *INPUT_FIELDS, *OPTION_FIELDS)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-AUDIO_FORMATS = tuple(suffix.lstrip(".") for suffix in FORMATS)
 SEED_LIMIT = 2**63  # derived seeds stay below this
 
 
@@ -36,30 +36,29 @@ class JobsError(MusicGenError, ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    """Generation options of a job: its own values over the command's defaults."""
+    """Generation options of a job: its own values over the command's (the music tool's)."""
 
-    model: str = "facebook/musicgen-small"
-    duration: float = 8.0
-    guidance_scale: float = 3.0
-    top_k: int = 250
-    top_p: float = 0.0
-    temperature: float = 1.0
+    model: str = DEFAULT_MODEL
+    duration: float = Sampling.duration
+    guidance_scale: float = Sampling.guidance_scale
+    top_k: int = Sampling.top_k
+    top_p: float = Sampling.top_p
+    temperature: float = Sampling.temperature
     format: str = "wav"
     normalize: str = "peak"
 
-    def sampling(self) -> dict[str, Any]:
-        """Keyword arguments of ``MusicGen.generate_tokens`` (all but the seed)."""
-        return {"duration": self.duration, "guidance_scale": self.guidance_scale,
-                "top_k": self.top_k, "top_p": self.top_p, "temperature": self.temperature}
+    def sampling(self) -> Sampling:
+        return Sampling(self.duration, self.guidance_scale, self.top_k, self.top_p,
+                        self.temperature)
 
     def check(self) -> Options:
         """Raise InvalidArgumentError for a bad value; return the options with floats as floats."""
-        check_options(**self.sampling(), seed=None)
+        self.sampling().check()
         if not isinstance(self.model, str) or not self.model.strip():
             raise InvalidArgumentError(f"model must be a model id or a local directory, "
                                        f"got {self.model!r}.")
-        if self.format not in AUDIO_FORMATS:
-            raise InvalidArgumentError(f"format must be one of {', '.join(AUDIO_FORMATS)}, "
+        if self.format not in FORMATS:
+            raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, "
                                        f"got {self.format!r}.")
         if self.normalize not in NORMALIZE_MODES:
             raise InvalidArgumentError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, "
@@ -165,11 +164,19 @@ def parse_job(raw: str, line: int, defaults: Options) -> Job:
     options = options.check()
     seed = data.get("seed")
     if seed is not None:
-        check_options(**options.sampling(), seed=seed)
+        options.sampling().check(seed)
     job = Job(line, job_id, source, text,
               seed if seed is not None else derived_seed(job_id, source, text), options,
               seed_given=seed is not None)
     return replace(job, digest=job_digest(job))
+
+
+def _model_problem(check_model: Callable[[str], None], model: str) -> str | None:
+    try:
+        check_model(model)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _job_id(value: Any, line: int) -> str:
@@ -186,11 +193,13 @@ def _job_id(value: Any, line: int) -> str:
 
 
 def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
-              strict: bool = False) -> JobList:
+              strict: bool = False,
+              check_model: Callable[[str], None] | None = None) -> JobList:
     """Read and check every line of a JSONL jobs file (blank lines are ignored).
 
     Bad lines are collected with their line numbers; with ``strict`` any bad line raises
-    JobsError listing all of them, before any work is done.
+    JobsError listing all of them, before any work is done. ``check_model(id)`` raises
+    ValueError for a model that cannot be used; it is called once per model.
     """
     path = Path(path)
     defaults = (defaults or Options()).check()
@@ -203,11 +212,17 @@ def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
     jobs: list[Job] = []
     bad: list[BadLine] = []
     seen: dict[str, int] = {}
+    models: dict[str, str | None] = {}  # model -> why it cannot be used, or None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
             job = parse_job(raw, number, defaults)
+            if check_model is not None:
+                if job.options.model not in models:
+                    models[job.options.model] = _model_problem(check_model, job.options.model)
+                if models[job.options.model]:
+                    raise InvalidArgumentError(models[job.options.model])
         except InvalidArgumentError as exc:
             bad.append(BadLine(number, str(exc)))
             continue
@@ -218,6 +233,8 @@ def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
         seen[job.id] = number
         jobs.append(job)
     result = JobList(path, jobs, bad)
+    if bad and not jobs:
+        raise JobsError(f"None of the jobs in {path} can run:\n{result.report()}")
     if strict and bad:
         raise JobsError(f"{len(bad)} bad line{'s' if len(bad) > 1 else ''} in {path} "
                         f"(--strict stops before any work):\n{result.report()}")

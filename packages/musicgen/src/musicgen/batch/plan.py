@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
+
 from musicgen.batch.jobs import Job
 from musicgen.errors import MusicGenError
 
@@ -161,6 +162,10 @@ class Agreement:
         if any(flags):
             ranks = ", ".join(str(r) for r, flag in enumerate(flags) if flag)
             raise PlanError(f"rank {ranks} failed before the run started; see its message.")
+
+    def broadcast_int(self, value: int) -> int:
+        """Rank 0's ``value`` (0 <= value < 2**31), on every rank."""
+        return self.sum([value if self.rank == 0 else 0])[0]
 
     def broadcast_digest(self, digest: bytes) -> bytes:
         """Rank 0's digest, on every rank."""

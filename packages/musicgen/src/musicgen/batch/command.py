@@ -1,0 +1,138 @@
+"""`mlx-rag music batch JOBS --out DIR`: a thin command over ``musicgen.batch.run_batch``.
+
+Importing this module adds the command to the `mlx-rag music` group (musicgen.cli imports it).
+
+Run it alone, or under ``mlx.launch`` (``mlx.launch -n 2 --backend ring -- mlx-rag music batch
+...``): every process is one rank of ``mx.distributed`` and takes its share of the jobs.
+Options left out fall back to ``[tools.music]`` in the config, then to the music tool's defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from musicgen.batch.jobs import Options
+from musicgen.batch.plan import Agreement
+from musicgen.batch.runner import Progress, Settings, Summary, run_batch
+from musicgen.cli import NORMALIZE, _prompt_options, music_group, settings
+from musicgen.tool import FORMATS
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, enabled: bool | None) -> Iterator[Progress]:
+    """A tqdm bar over seconds of audio on stderr (``enabled=None``: only on a terminal)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=label, unit="s", unit_scale=False, leave=False, file=sys.stderr,
+               disable=None if enabled is None else not enabled,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
+                          "[{elapsed}<{remaining}]")
+
+    def update(done: float, total: float) -> None:
+        if bar.total != total:
+            bar.reset(total)
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def describe(summary: Summary) -> list[str]:
+    """The closing lines of a run, as rank 0 prints them."""
+    rate = summary.audio_seconds / summary.seconds if summary.seconds else 0.0
+    lines = [
+        f"Done: {summary.generated + summary.reused} of {summary.jobs} jobs finished "
+        f"({summary.generated} generated now, {summary.reused} already done) in "
+        f"{summary.seconds:.1f} s on {summary.size} process{'es' if summary.size > 1 else ''}; "
+        f"{summary.audio_seconds:.1f} s of audio ({rate:.2f} s of audio per second)."
+    ]
+    if summary.manifest:
+        lines.append(f"Manifest: {summary.manifest}")
+    if summary.bad:
+        lines.append(f"Skipped {len(summary.bad)} bad line{'s' if len(summary.bad) > 1 else ''}: "
+                     + ", ".join(str(b.line) for b in summary.bad) + ".")
+    return lines
+
+
+@click.command("batch")
+@click.argument("jobs", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "-o", "out", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the audio files, their sidecars and manifest.jsonl.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Jobs with the same options generated together in one call.")
+@click.option("--strict", is_flag=True,
+              help="Stop before any work if a job line is bad (default: report and skip it).")
+@click.option("--model", "-m", metavar="ID", help="Default model of the jobs (default: "
+              "facebook/musicgen-small).")
+@click.option("--duration", "-d", type=float, metavar="SECONDS",
+              help="Default length of a track (default: 8).")
+@click.option("--guidance-scale", type=float, metavar="X",
+              help="Default classifier-free guidance (default: 3).")
+@click.option("--top-k", type=int, metavar="K", help="Default top-k (default: 250).")
+@click.option("--top-p", type=float, metavar="P", help="Default top-p (default: 0).")
+@click.option("--temperature", type=float, metavar="T", help="Default temperature (default: 1).")
+@click.option("--format", "format_", type=click.Choice(FORMATS),
+              help="Default audio format (default: wav).")
+@click.option("--normalize", type=click.Choice(NORMALIZE),
+              help="How every track is normalized (default: peak).")
+@_prompt_options
+@click.option("-k", "k", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Passages retrieved for a job with a 'query'.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only on a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_: str | None,
+                  prompt_from: str | None, llm: str | None, k: int, progress: bool | None,
+                  as_json: bool, **given) -> None:
+    """Generate a track for every job in JOBS (JSONL) into DIR.
+
+    One JSON object per line: "prompt", "text" (the prompt is built from it) or "query"
+    (retrieved from the store, then built into a prompt), and optionally "id", "duration",
+    "seed", "guidance_scale", "top_k", "top_p", "temperature", "model" and "format". Finished
+    jobs are skipped, so rerunning after an interruption finishes only what is missing. Under
+    `mlx.launch` every process takes a share of the jobs.
+    """
+    values = settings({**given, "format": format_, "prompt_from": prompt_from, "llm": llm})
+    defaults = Options(model=values["model"], duration=values["duration"],
+                       guidance_scale=values["guidance_scale"], top_k=values["top_k"],
+                       top_p=values["top_p"], temperature=values["temperature"],
+                       format=values["format"] or "wav", normalize=values["normalize"])
+    run = Settings(jobs, out, defaults, batch_size, strict, k, values["prompt_from"],
+                   values["llm"])
+    agreement = Agreement()
+    label = f"rank {agreement.rank}" if agreement.size > 1 else "batch"
+    with progress_bar(label, progress) as on_progress:
+        summary = run_batch(run, agreement, log=lambda m: click.echo(m, err=True),
+                            on_progress=on_progress)
+    if summary.rank == 0:
+        if as_json:
+            click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            for line in describe(summary):
+                click.echo(line)
+    if summary.failed:
+        raise click.ClickException(failure_message(summary.failed))
+
+
+def failure_message(failed: list[dict]) -> str:
+    """Failed jobs grouped by their error, with what to do next."""
+    by_error: dict[str, list[str]] = {}
+    for failure in failed:
+        by_error.setdefault(failure["error"], []).append(f"{failure['id']} (line "
+                                                         f"{failure['line']})")
+    parts = [f"{', '.join(ids[:8])}{', ...' if len(ids) > 8 else ''}: {error}"
+             for error, ids in by_error.items()]
+    return (f"{len(failed)} job{'s' if len(failed) > 1 else ''} failed. " + " ".join(parts)
+            + " Fix the cause and run the same command again: finished jobs are skipped.")
+
+
+music_group.add_command(batch_command)
