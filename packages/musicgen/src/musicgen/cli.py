@@ -243,5 +243,7 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
              "music); see above for how to get the real model.")
 
 
+import musicgen.batch.command  # noqa: E402, F401 - adds `mlx-rag music batch` to music_group
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(music_group())
