@@ -118,8 +118,6 @@ def generation_steps(
             batch=batch,
             what="melody",
         )
-    elif melody_sample_rate is not None:
-        raise InvalidArgumentError("melody_sample_rate was given without a melody.")
     return _steps(
         model,
         prompts,

@@ -281,8 +281,6 @@ class MusicGen:
         codes = None
         if prompt_audio is not None:
             codes = continuation_codes(self, prompt_audio, prompt_sample_rate, prompts)
-        elif prompt_sample_rate is not None:
-            raise InvalidArgumentError("prompt_sample_rate was given without prompt_audio.")
         steps = self.stream_tokens(
             prompts,
             duration=duration,
