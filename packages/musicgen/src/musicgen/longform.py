@@ -79,7 +79,7 @@ def generation_steps(
     melody=None,
     melody_sample_rate: int | None = None,
     prompt_codes: mx.array | None = None,
-    extend_stride: float = EXTEND_STRIDE,
+    extend_stride: float | None = None,
 ) -> Iterator[GenerationStep]:
     """One GenerationStep per decoding step, numbered across windows; the frames they carry,
     in order, are the frames after ``prompt_codes`` (B, K, P), up to ``duration`` seconds.
@@ -98,6 +98,8 @@ def generation_steps(
         max_duration=LONGFORM_MAX_DURATION,
     )
     window_frames = round(model.max_duration * model.frame_rate)
+    if extend_stride is None:  # 18 s of 30, for any window length
+        extend_stride = model.max_duration * EXTEND_STRIDE / TRAINED_DURATION
     stride_frames = _stride_frames(extend_stride, model.max_duration, model.frame_rate)
     batch = len(prompts)
     prompt_codes = _check_prompt_codes(model, prompt_codes, batch, min(num_frames, window_frames))

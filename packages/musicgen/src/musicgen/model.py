@@ -11,7 +11,7 @@ from musicgen.config import MusicGenConfig
 from musicgen.decoder import MusicGenDecoder
 from musicgen.errors import InvalidArgumentError
 from musicgen.generate import GenerationStep, check_prompts
-from musicgen.longform import EXTEND_STRIDE, TRAINED_DURATION, generation_steps
+from musicgen.longform import TRAINED_DURATION, generation_steps
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
@@ -78,7 +78,7 @@ class MusicGen:
         melody=None,
         melody_sample_rate: int | None = None,
         prompt_codes: mx.array | None = None,
-        extend_stride: float = EXTEND_STRIDE,
+        extend_stride: float | None = None,
     ) -> Iterator[GenerationStep]:
         """The generator form of ``generate_tokens``: one GenerationStep per decoding step.
 
@@ -113,7 +113,7 @@ class MusicGen:
         melody=None,
         melody_sample_rate: int | None = None,
         prompt_codes: mx.array | None = None,
-        extend_stride: float = EXTEND_STRIDE,
+        extend_stride: float | None = None,
     ) -> mx.array:
         """Codes (B, K, round(duration x frame_rate)) int32 for the prompts, delay pattern undone.
 
@@ -125,7 +125,8 @@ class MusicGen:
         ``melody_sample_rate`` (one clip, or one per prompt) whose chroma conditions the music.
         ``prompt_codes`` (B, K, P), e.g. from ``encode_audio``, are continued: they are the
         first P frames of the result. Beyond ``max_duration`` (30 s) the piece is generated in
-        windows that each re-feed the last 30 - ``extend_stride`` seconds (musicgen.longform).
+        windows that each re-feed the last 30 - ``extend_stride`` seconds (default 18 s, as
+        audiocraft; musicgen.longform).
         """
         steps = self.stream_tokens(
             prompts,
@@ -175,7 +176,7 @@ class MusicGen:
         melody=None,
         melody_sample_rate: int | None = None,
         prompt_codes: mx.array | None = None,
-        extend_stride: float = EXTEND_STRIDE,
+        extend_stride: float | None = None,
     ) -> mx.array:
         """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode.
 
@@ -226,7 +227,7 @@ class MusicGen:
         seed: int | None = None,
         melody=None,
         melody_sample_rate: int | None = None,
-        extend_stride: float = EXTEND_STRIDE,
+        extend_stride: float | None = None,
     ) -> mx.array:
         """Audio that continues ``prompt_audio`` (B, channels, samples): the prompt, re-coded
         by EnCodec, then the continuation, ``duration`` seconds in all (as audiocraft's
@@ -264,7 +265,7 @@ class MusicGen:
         melody_sample_rate: int | None = None,
         prompt_audio=None,
         prompt_sample_rate: int | None = None,
-        extend_stride: float = EXTEND_STRIDE,
+        extend_stride: float | None = None,
     ) -> Iterator[mx.array]:
         """Audio chunks (B, channels, samples) float32 while generating: ``generate`` (or
         ``generate_continuation`` with ``prompt_audio``) a piece at a time.
