@@ -136,11 +136,15 @@ def generation_steps(
 def _steps(model, prompts, windows, *, long, clips, prompt_codes, guidance_scale, sampler, key):
     states, mask = model.encode_text(prompts)
     delays = codebook_delays(model.num_codebooks, model.audio_channels)
-    history = [] if prompt_codes is None else list(mx.moveaxis(prompt_codes, 2, 0))  # by frame
+    # The frames from the current window's start on (earlier ones are never read again).
+    history = [] if prompt_codes is None else list(mx.moveaxis(prompt_codes, 2, 0))
+    first = 0  # the frame history[0] holds
     total = sum(num_steps(w.length - w.context, delays) for w in windows)
     index = 0
     for w, window_key in zip(windows, _window_keys(key), strict=False):
-        context = mx.stack(history[w.start : w.start + w.context], axis=-1) if w.context else None
+        del history[: w.start - first]
+        first = w.start
+        context = mx.stack(history[: w.context], axis=-1) if w.context else None
         unconditional = None
         cond_states, cond_mask = states, mask
         if model.config.is_melody:
