@@ -217,3 +217,31 @@ def test_melody_generation_is_seeded_and_batched(melody_model):
     )
     assert first.shape == (2, 1, 15 * 16)
     assert mx.array_equal(first, again)
+
+
+@pytest.mark.parametrize("guidance_scale", [3.0, 1.0])
+def test_the_compiled_melody_path_equals_the_plain_one(melody_model, guidance_scale):
+    from musicgen.delay import codebook_delays
+    from musicgen.generate import generate_step
+    from musicgen.melody import PrefixStaticCache
+    from musicgen.sampling import make_sampler
+
+    decoder = melody_model.decoder
+    states, _ = melody_model.encode_text(PROMPTS[:2])
+    chroma = mx.array(melody_model.chroma([tune(0.5, seed=8)[0], tune(0.9, seed=9)[0]]))
+    prefix, mask, unconditional = decoder.conditioning(states, chroma)
+    prompt = mx.array(np.random.default_rng(0).integers(0, 32, (2, 4, 6)), dtype=mx.int32)
+
+    def frames(compile):
+        steps = generate_step(
+            decoder, prefix, mask, num_frames=20, guidance_scale=guidance_scale,
+            sampler=make_sampler(1.0, 8), key=mx.random.key(3),
+            delays=codebook_delays(4), prompt=prompt, unconditional=unconditional,
+            compile=compile,
+        )  # fmt: skip
+        return np.stack([np.array(s.frame) for s in steps if s.frame is not None], axis=-1)
+
+    assert isinstance(decoder.make_static_cache(10), PrefixStaticCache)
+    compiled, plain = frames(True), frames(False)
+    assert compiled.shape == (2, 4, 14)
+    assert np.array_equal(compiled, plain)

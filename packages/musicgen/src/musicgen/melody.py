@@ -16,9 +16,9 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from musicgen.cache import KVCache
+from musicgen.cache import KVCache, StaticCache, causal_mask
 from musicgen.config import DecoderConfig, activation
-from musicgen.decoder import Attention, MusicGenDecoder, causal_mask, sinusoidal_positions
+from musicgen.decoder import Attention, MusicGenDecoder, linear, sinusoidal_positions
 
 
 class MelodyDecoderLayer(nn.Module):
@@ -35,8 +35,8 @@ class MelodyDecoderLayer(nn.Module):
         self.act = activation(config.activation_function)
 
     def __call__(self, x: mx.array, mask: mx.array | None, cache: KVCache | None) -> mx.array:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache)
-        return x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
+        x = self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache, residual=x)
+        return linear(self.fc2, self.act(self.fc1(self.final_layer_norm(x))), residual=x)
 
 
 class MelodyDecoder(nn.Module):
@@ -104,30 +104,81 @@ class MelodyDecoder(nn.Module):
         """The conditioning as the first call consumes it: the prefix itself."""
         return prefix
 
+    def set_dtype(self, dtype: mx.Dtype, predicate=lambda t: mx.issubdtype(t, mx.floating)):
+        """Cast the parameters to ``dtype``, except the heads: logits stay in float32."""
+        super().set_dtype(dtype, predicate)
+        for head in self.lm_heads:
+            head.set_dtype(mx.float32, predicate)
+
     def make_cache(self, max_length: int | None = None) -> list[KVCache]:
+        """The plain cache: one growable KVCache per layer."""
         prefix = self.chroma_length + 64  # + text tokens: the cache grows if a prompt is longer
         return [KVCache(None if max_length is None else max_length + prefix) for _ in self.layers]
+
+    def make_static_cache(self, max_length: int, compile: bool = True) -> PrefixStaticCache:
+        """Fixed-shape buffers for ``max_length`` code positions and the prefix; compiled."""
+        return PrefixStaticCache(self, max_length, compile)
 
     def __call__(
         self,
         codes: mx.array,
         prefix: mx.array,
         cross_bias: mx.array | None = None,
-        cache: list[KVCache] | None = None,
+        cache: list[KVCache] | PrefixStaticCache | None = None,
     ) -> mx.array:
-        """Logits (B, K, L, vocab) of the codes (B, K, L); the prefix is fed on the first call.
-
-        ``cross_bias`` is unused (the prefix is attended to in full, as in the reference).
+        """Float32 logits (B, K, L, vocab) of the codes (B, K, L); the prefix is fed on the first
+        call. ``cross_bias`` is unused (the prefix is attended to in full, as in the reference).
         """
         _, K, L = codes.shape
-        offset = cache[0].offset if cache else 0
+        static = isinstance(cache, PrefixStaticCache)
+        offset = cache.offset if static else cache[0].offset if cache else 0
         x = sum(self.embed_tokens[k](codes[:, k]) for k in range(K))
         if offset == 0:
             x = mx.concatenate([prefix.astype(x.dtype), x], axis=1)
+        logits = cache(x) if static else self.forward(x, cache)
+        return logits[:, :, -L:]
+
+    def forward(self, x: mx.array, cache: list | None = None) -> mx.array:
+        """The pass over embedded inputs (B, T, D) -> logits of every position (B, K, T, V)."""
         length = x.shape[1]
+        offset = cache[0].offset if cache else 0
         x = x + sinusoidal_positions(offset, length, x.shape[-1]).astype(x.dtype)
-        mask = causal_mask(length, offset)
+        mask = cache[0].mask(length) if cache else causal_mask(length, 0)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, cache[i] if cache else None)
-        x = self.layer_norm(x[:, -L:])
+        x = self.layer_norm(x).astype(mx.float32)
         return mx.stack([head(x) for head in self.lm_heads], axis=1)
+
+
+class PrefixStaticCache:
+    """A StaticCache sized at the first call, when the prefix length is known.
+
+    StaticCache counts positions along its input's last axis, so the embedded inputs travel
+    through it as (B, D, T).
+    """
+
+    def __init__(self, decoder: MelodyDecoder, max_length: int, compile: bool = True):
+        self.decoder = decoder
+        self.max_length = max_length
+        self.compile = compile
+        self.cache: StaticCache | None = None
+
+    @property
+    def offset(self) -> int:
+        return 0 if self.cache is None else self.cache.offset
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if self.cache is None:
+            config = self.decoder.config
+            self.cache = StaticCache(
+                len(self.decoder.layers),
+                self.max_length + x.shape[1],  # the prefix and the codes fed with it, and more
+                config.num_attention_heads,
+                config.head_dim,
+                self.decoder.layer_norm.weight.dtype,
+                compile=self.compile,
+            )
+        return self.cache(self._forward, x.swapaxes(1, 2))
+
+    def _forward(self, x: mx.array, layers: list) -> mx.array:
+        return self.decoder.forward(x.swapaxes(1, 2), layers)
