@@ -245,3 +245,21 @@ def test_the_compiled_melody_path_equals_the_plain_one(melody_model, guidance_sc
     compiled, plain = frames(True), frames(False)
     assert compiled.shape == (2, 4, 14)
     assert np.array_equal(compiled, plain)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_layout_of_a_melody_checkpoint_is_exact(channels):
+    """musicgen.layout (model sizes for the registry) knows the melody tensors."""
+    import json
+
+    from musicgen.layout import checkpoint_shapes
+    from safetensors import safe_open
+
+    path = melody_checkpoint(audio_channels=channels)
+    with safe_open(str(path / "model.safetensors"), "np") as f:
+        written = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    legacy = {".parametrizations.weight.original0": ".weight_g",
+              ".parametrizations.weight.original1": ".weight_v"}  # fmt: skip
+    for old, new in legacy.items():
+        written = {k.replace(old, new): v for k, v in written.items()}
+    assert checkpoint_shapes(json.loads((path / "config.json").read_text())) == written

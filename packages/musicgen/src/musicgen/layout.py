@@ -65,21 +65,28 @@ def _decoder_shapes(config: MusicGenConfig) -> Shapes:
         shapes[f"decoder.model.decoder.embed_tokens.{k}.weight"] = (dec.vocab_size + 1, d)
     root = "decoder.model.decoder"
     shapes[f"{root}.layer_norm.weight"] = shapes[f"{root}.layer_norm.bias"] = (d,)
-    cross = dec.cross_attention_hidden_size or d
+    # MusicGen-Melody's layers have no cross-attention (its conditioning is a prefix).
+    attentions = [("self_attn", d)]
+    if not config.is_melody:
+        attentions.append(("encoder_attn", dec.cross_attention_hidden_size or d))
     for i in range(dec.num_hidden_layers):
         layer = f"{root}.layers.{i}"
-        for attn, width in (("self_attn", d), ("encoder_attn", cross)):
+        for attn, width in attentions:
             shapes[f"{layer}.{attn}.q_proj.weight"] = (d, d)
             shapes[f"{layer}.{attn}.k_proj.weight"] = (d, width)
             shapes[f"{layer}.{attn}.v_proj.weight"] = (d, width)
             shapes[f"{layer}.{attn}.out_proj.weight"] = (d, d)
-        for norm in ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"):
-            shapes[f"{layer}.{norm}.weight"] = shapes[f"{layer}.{norm}.bias"] = (d,)
+            shapes[f"{layer}.{attn}_layer_norm.weight"] = (d,)
+            shapes[f"{layer}.{attn}_layer_norm.bias"] = (d,)
+        shapes[f"{layer}.final_layer_norm.weight"] = shapes[f"{layer}.final_layer_norm.bias"] = (d,)
         shapes[f"{layer}.fc1.weight"] = (dec.ffn_dim, d)
         shapes[f"{layer}.fc2.weight"] = (d, dec.ffn_dim)
     if config.projects_text:
         shapes["enc_to_dec_proj.weight"] = (d, config.text_encoder.d_model)
         shapes["enc_to_dec_proj.bias"] = (d,)
+    if config.is_melody and config.num_chroma != d:
+        shapes["audio_enc_to_dec_proj.weight"] = (d, config.num_chroma)
+        shapes["audio_enc_to_dec_proj.bias"] = (d,)
     return shapes
 
 
