@@ -113,13 +113,22 @@ def test_two_minutes_are_planned_as_windows_of_thirty_seconds(tiny_model):
     assert first.frame is None and first.index == 0
 
 
-def test_long_pieces_are_decoded_in_windows(short_windows):
-    audio = short_windows.generate(["calm"], duration=2.2, seed=3)
+def test_long_pieces_are_decoded_in_windows(short_windows, monkeypatch):
     codes = short_windows.generate_tokens(["calm"], duration=2.2, seed=3)
+    whole = short_windows.codec.decode(codes)  # in one go
+    lengths = []
+    decode = short_windows.codec.quantizer.decode
+
+    def spy(chunk):
+        lengths.append(chunk.shape[2])
+        return decode(chunk)
+
+    monkeypatch.setattr(short_windows.codec.quantizer, "decode", spy)
+    audio = short_windows.decode(codes)
     assert audio.shape == (1, 1, 110 * 16)
-    np.testing.assert_allclose(
-        np.array(audio), np.array(short_windows.decode(codes)), rtol=0, atol=1e-5
-    )
+    assert max(lengths) == 50  # one window of frames at a time
+    np.testing.assert_allclose(np.array(audio), np.array(whole), rtol=0, atol=1e-5)
+    assert mx.array_equal(audio, short_windows.generate(["calm"], duration=2.2, seed=3))
 
 
 def test_long_form_continues_an_audio_prompt(short_windows, windows_seen):

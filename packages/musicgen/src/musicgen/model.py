@@ -151,8 +151,16 @@ class MusicGen:
         return codes
 
     def decode(self, codes: mx.array) -> mx.array:
-        """Codes (B, K, T) -> float32 audio (B, channels, T x hop) at ``sample_rate``."""
+        """Codes (B, K, T) -> float32 audio (B, channels, T x hop) at ``sample_rate``.
+
+        Codes longer than ``max_duration`` are decoded a window at a time (bounded memory).
+        """
         codes = self._check_codes(codes)
+        window = round(self.max_duration * self.frame_rate)
+        if codes.shape[2] > window:
+            from musicgen.streaming import decode_in_chunks
+
+            return decode_in_chunks(self, codes, window)
         if self.audio_channels == 2:  # interleaved left/right codebooks
             audio = mx.concatenate(
                 [self.codec.decode(codes[:, 0::2]), self.codec.decode(codes[:, 1::2])], axis=1
@@ -178,10 +186,7 @@ class MusicGen:
         prompt_codes: mx.array | None = None,
         extend_stride: float | None = None,
     ) -> mx.array:
-        """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode.
-
-        Pieces longer than ``max_duration`` are decoded a window at a time (bounded memory).
-        """
+        """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode."""
         codes = self.generate_tokens(
             prompts,
             duration=duration,
@@ -195,10 +200,6 @@ class MusicGen:
             prompt_codes=prompt_codes,
             extend_stride=extend_stride,
         )
-        if codes.shape[2] > round(self.max_duration * self.frame_rate):
-            from musicgen.streaming import decode_in_chunks
-
-            return decode_in_chunks(self, codes)
         return self.decode(codes)
 
     def encode_audio(self, audio, sample_rate: int | None = None, *, batch: int = 1) -> mx.array:

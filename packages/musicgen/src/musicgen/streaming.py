@@ -76,7 +76,8 @@ def _joined(channels: list[mx.array]) -> mx.array:
 
 
 def decode_in_chunks(model: MusicGen, codes: mx.array, chunk_frames: int = 1500) -> mx.array:
-    """``model.decode(codes)`` with memory bounded by ``chunk_frames`` (long pieces)."""
+    """``model.decode(codes)`` with memory bounded by ``chunk_frames``: what ``decode`` does for
+    codes longer than ``max_duration``."""
     chunks = (codes[:, :, i : i + chunk_frames] for i in range(0, codes.shape[2], chunk_frames))
     return mx.concatenate(list(decode_stream(model, chunks)), axis=2)
 
