@@ -134,3 +134,12 @@ def tune(seconds: float, rate: int = SAMPLE_RATE, seed: int = 0, channels: int =
     wave = np.sin(2 * np.pi * np.cumsum(notes[(t / 0.15).astype(int)]) / rate)
     noise = 0.05 * rng.standard_normal((channels, len(t)))
     return (0.5 * wave[None] + noise).astype(np.float32)
+
+
+def run_cli(*args) -> tuple[int, str]:
+    """`mlx-rag ARGS` in this process: (exit code, stdout + stderr)."""
+    from click.testing import CliRunner
+    from rag_core.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.output

@@ -133,3 +133,40 @@ def test_prompt_codes_must_fit_the_model(tiny_model):
         tiny_model.generate_tokens(
             PROMPTS, duration=0.5, prompt_codes=mx.zeros((2, 4, 5), mx.int32)
         )
+
+
+def test_the_cli_and_the_tool_continue_a_file(tiny_path, tmp_path):
+    import json
+
+    import rag_core
+    from rag_core.pipeline import PipelineState
+
+    from tests.musicgen.feature_checkpoints import run_cli
+
+    prompt_file = tmp_path / "intro.wav"
+    sf.write(prompt_file, tune(0.3, seed=7)[0], SAMPLE_RATE, subtype="FLOAT")
+    out = tmp_path / "continued.wav"
+    code, output = run_cli(
+        "music", "generate", "calm", "--model", tiny_path, "--duration", "0.5", "--seed", "2",
+        "--continue", prompt_file, "--normalize", "none", "--output", out, "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    record = json.loads(output[output.index("{") :])
+    assert record["duration"] == 0.5  # the prompt counts
+    assert record["parameters"]["continue_from"] == str(prompt_file)
+    written, _ = sf.read(str(out), dtype="float32")
+    model = loaded(tiny_path)
+    expected = model.generate_continuation(prompt_file, None, "calm", duration=0.5, seed=2)
+    np.testing.assert_allclose(written, np.clip(np.array(expected)[0, 0], -1, 1), atol=1 / 2**14)
+
+    state = PipelineState(question="a quiet harbour")
+    result = rag_core.get_tool("music").run(
+        state, prompt="calm", model=str(tiny_path), duration=0.5, seed=2, normalize="none",
+        continue_from=str(prompt_file), output=str(tmp_path / "tool.wav"),
+    )  # fmt: skip
+    tool_audio, _ = sf.read(result["path"], dtype="float32")
+    np.testing.assert_array_equal(tool_audio, written)
+
+    code, output = run_cli("music", "generate", "calm", "--model", tiny_path,
+                           "--continue", tmp_path / "missing.wav")  # fmt: skip
+    assert code == 2 and "does not exist" in output

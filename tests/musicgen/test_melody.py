@@ -263,3 +263,29 @@ def test_the_layout_of_a_melody_checkpoint_is_exact(channels):
     for old, new in legacy.items():
         written = {k.replace(old, new): v for k, v in written.items()}
     assert checkpoint_shapes(json.loads((path / "config.json").read_text())) == written
+
+
+def test_the_cli_conditions_on_a_melody_file(melody_path, tiny_path, tmp_path):
+    import json
+
+    from tests.musicgen.feature_checkpoints import run_cli
+
+    melody_file = tmp_path / "hum.wav"
+    sf.write(melody_file, tune(0.8, seed=4)[0], SAMPLE_RATE, subtype="FLOAT")
+    args = ["music", "generate", "calm", "--duration", "0.3", "--seed", "1", "--melody",
+            melody_file, "--normalize", "none"]  # fmt: skip
+    out = tmp_path / "melody.wav"
+    code, output = run_cli(*args, "--model", melody_path, "--output", out, "--json")
+    assert code == 0, output
+    record = json.loads(output[output.index("{") :])
+    assert record["parameters"]["melody"] == str(melody_file)
+    assert (
+        f"--melody {melody_file}" in json.loads(out.with_suffix(".json").read_text())["reproduce"]
+    )
+    written, _ = sf.read(str(out), dtype="float32")
+    expected = loaded(melody_path).generate("calm", duration=0.3, seed=1, melody=melody_file)
+    np.testing.assert_allclose(written, np.clip(np.array(expected)[0, 0], -1, 1), atol=1 / 2**14)
+
+    code, output = run_cli(*args, "--model", tiny_path, "--output", tmp_path / "no.wav")
+    assert code == 1 and "needs a MusicGen-Melody checkpoint" in output
+    assert not (tmp_path / "no.wav").exists()

@@ -118,3 +118,26 @@ def test_bad_stream_targets(tmp_path):
         write_stream(tmp_path / "out.ogg", [], 800)
     with pytest.raises(InvalidArgumentError, match="the stream was empty"):
         write_stream(tmp_path / "out.wav", [], 800)
+
+
+def test_the_cli_streams_to_the_output_file(tiny_path, tmp_path):
+    import json
+
+    from tests.musicgen.feature_checkpoints import run_cli
+
+    out = tmp_path / "streamed.wav"
+    args = ["music", "generate", "calm", "--model", tiny_path, "--duration", "0.6", "--seed", "3"]
+    code, output = run_cli(*args, "--stream", "--output", out, "--json")
+    assert code == 0, output
+    record = json.loads(output[output.index("{") :])
+    assert record["parameters"]["stream"] is True
+    assert record["parameters"]["normalize"] == "clip"
+    assert "--stream" in json.loads(out.with_suffix(".json").read_text())["reproduce"]
+    written, rate = sf.read(str(out), dtype="float32", always_2d=True)
+    model = loaded(tiny_path)
+    expected = np.clip(np.array(model.generate("calm", duration=0.6, seed=3))[0].T, -1, 1)
+    assert rate == SAMPLE_RATE and written.shape == (30 * 16, 1)
+    np.testing.assert_allclose(written, expected, atol=1 / 2**14)
+
+    code, output = run_cli(*args, "--stream", "--output", tmp_path / "x.ogg")
+    assert code == 1 and "use a .wav or .flac file" in output

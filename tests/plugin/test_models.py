@@ -140,9 +140,9 @@ def test_local_musicgen_folder_is_matched_by_the_pattern(tiny, tmp_path):
         registry.spec(str(other))
 
 
-def test_hub_pattern_takes_musicgen_repos_but_not_melody():
+def test_hub_pattern_takes_musicgen_repos():
     assert is_musicgen_repo("facebook/musicgen-stereo-small")
-    assert not is_musicgen_repo("facebook/musicgen-melody")
+    assert is_musicgen_repo("facebook/musicgen-melody")  # supported since issue 7
     assert not is_musicgen_repo("facebook/encodec_32khz") and not is_musicgen_repo("musicgen")
     spec = rag_core.get_registry().spec("someone/my-musicgen-finetune")
     assert (spec.kind, spec.plugin) == ("music", "musicgen")

@@ -51,6 +51,13 @@ def _options(function):
                           "clip; none."),
         click.option("--overwrite", is_flag=True, default=None,
                      help="Replace the output file if it exists."),
+        click.option("--melody", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                     help="Audio whose melody conditions the music (MusicGen-Melody models)."),
+        click.option("--continue", "continue_from", type=click.Path(exists=True, dir_okay=False),
+                     metavar="FILE", help="Audio to continue: the track starts with it "
+                     "(--duration counts it)."),
+        click.option("--stream", is_flag=True, default=None,
+                     help="Write the .wav/.flac file while generating (clipped, not normalized)."),
         click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -95,7 +102,9 @@ def track_options(values: dict) -> dict:
                         values["top_p"], values["temperature"])  # fmt: skip
     return {"model": values["model"], "sampling": sampling, "seed": values["seed"],
             "output": values["output"], "format": values["format"],
-            "normalize": values["normalize"], "overwrite": values["overwrite"]}  # fmt: skip
+            "normalize": values["normalize"], "overwrite": values["overwrite"],
+            "melody": values["melody"], "continue_from": values["continue_from"],
+            "stream": values["stream"]}  # fmt: skip
 
 
 def note(message: str) -> None:

@@ -56,8 +56,7 @@ def load_smoke(source: str):
 
 
 def is_musicgen_dir(source: str) -> bool:
-    """A local directory whose config.json says model_type musicgen (or musicgen_melody,
-    which loading then rejects with a clear message)."""
+    """A local directory whose config.json says model_type musicgen or musicgen_melody."""
     path = Path(source).expanduser()
     try:
         config = json.loads((path / "config.json").read_text())
@@ -67,11 +66,10 @@ def is_musicgen_dir(source: str) -> bool:
 
 
 def is_musicgen_repo(source: str) -> bool:
-    """A hub repo id such as facebook/musicgen-stereo-small (melody models are not supported)."""
+    """A hub repo id such as facebook/musicgen-stereo-small or facebook/musicgen-melody."""
     if not looks_like_repo_id(source):
         return False
-    name = source.split("/")[1].lower()
-    return "musicgen" in name and "melody" not in name
+    return "musicgen" in source.split("/")[1].lower()
 
 
 @hookimpl

@@ -176,8 +176,17 @@ def make_track(
     overwrite: bool = False,
     on_step: StepCallback | None = None,
     on_status: Status | None = None,
+    melody: str | os.PathLike | None = None,
+    continue_from: str | os.PathLike | None = None,
+    stream: bool = False,
 ) -> dict:
-    """Generate audio for ``prompt`` and write it with its sidecar; return the result record."""
+    """Generate audio for ``prompt`` and write it with its sidecar; return the result record.
+
+    ``melody``: an audio file whose melody conditions the music (MusicGen-Melody models).
+    ``continue_from``: an audio file the track continues (it starts the track; ``duration``
+    counts it). ``stream``: write the .wav/.flac file while generating (clipped, since peak
+    or RMS normalization needs the whole track). See docs/musicgen-features.md.
+    """
     from musicgen.audio import NORMALIZE_MODES, save_audio
     from musicgen.smoke import NOTICE, is_smoke_checkpoint
 
@@ -192,7 +201,17 @@ def make_track(
         )
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError(f"overwrite must be true or false, got {overwrite!r}.")
+    for name, audio_file in (("melody", melody), ("continue_from", continue_from)):
+        if audio_file is not None and not Path(audio_file).expanduser().is_file():
+            raise AudioError(f"{name}: {audio_file} is not an audio file; give a wav, flac or "
+                             "ogg file that exists.")  # fmt: skip
+    if not isinstance(stream, bool):
+        raise InvalidArgumentError(f"stream must be true or false, got {stream!r}.")
     path = output_path(output, prompt.text, format)
+    if stream:
+        if path.suffix.lower() not in (".wav", ".flac"):
+            raise InvalidArgumentError(f"cannot stream to {path.name}: use a .wav or .flac file.")
+        normalize = "clip"
     with _reserved(path, overwrite) as tmp:
         music, spec = load_music_model(model, status)
         untrained = is_smoke_checkpoint(spec.location)
@@ -200,22 +219,40 @@ def make_track(
             status(f"Note: '{model}' is an {NOTICE}")
         loaded = time.perf_counter()
         status(f"Generating {sampling.duration:g} s with {model} (seed {seed}) ...")
-        steps = music.stream_tokens(prompt.text, seed=seed, **asdict(sampling))
-        frames = []
-        for step in steps:
-            if step.frame is not None:
-                frames.append(step.frame)
-            if on_step is not None:
-                on_step(step.index + 1, step.num_steps)
-        import mlx.core as mx
+        audio_prompt = None if continue_from is None else music.encode_audio(continue_from)
+        steps = music.stream_tokens(prompt.text, seed=seed, melody=melody,
+                                    prompt_codes=audio_prompt, **asdict(sampling))  # fmt: skip
+        steps = _reported(steps, on_step)
+        if stream:
+            from musicgen.streaming import CHUNK_FRAMES, decode_stream, frame_chunks, write_stream
 
-        codes = mx.stack(frames, axis=-1)
-        mx.eval(codes)
-        generated = time.perf_counter()
-        audio = music.decode(codes)[0]
-        decoded = time.perf_counter()
-        save_audio(tmp, audio, music.sample_rate, normalize=normalize)
-        channels, samples = audio.shape
+            status(f"Streaming to {tmp} (renamed to {path.name} when done) ...")
+            chunks = decode_stream(music, frame_chunks(steps, CHUNK_FRAMES, audio_prompt))
+            write_stream(tmp, chunks, music.sample_rate)
+            generated = decoded = time.perf_counter()
+            import soundfile
+
+            info = soundfile.info(str(tmp))
+            channels, samples = info.channels, info.frames
+        else:
+            import mlx.core as mx
+
+            frames = [step.frame for step in steps if step.frame is not None]
+            codes = mx.stack(frames, axis=-1)
+            if audio_prompt is not None:
+                codes = mx.concatenate([audio_prompt, codes], axis=-1)
+            mx.eval(codes)
+            generated = time.perf_counter()
+            audio = music.decode(codes)[0]
+            decoded = time.perf_counter()
+            save_audio(tmp, audio, music.sample_rate, normalize=normalize)
+            channels, samples = audio.shape
+        parameters = {**asdict(sampling), "normalize": normalize}
+        for key, audio_file in (("melody", melody), ("continue_from", continue_from)):
+            if audio_file is not None:
+                parameters[key] = str(audio_file)
+        if stream:
+            parameters["stream"] = True
         record = {
             "path": str(path.resolve()),
             "sidecar": str(sidecar_path(path).resolve()),
@@ -226,7 +263,7 @@ def make_track(
             "model_source": spec.location,
             "untrained": untrained,
             "seed": seed,
-            "parameters": {**asdict(sampling), "normalize": normalize},
+            "parameters": parameters,
             "duration": round(samples / music.sample_rate, 4),
             "sample_rate": music.sample_rate,
             "channels": channels,
@@ -250,6 +287,14 @@ def make_track(
     return record
 
 
+def _reported(steps, on_step: StepCallback | None):
+    """The generation steps, each reported to ``on_step`` (done, total) as it is consumed."""
+    for step in steps:
+        if on_step is not None:
+            on_step(step.index + 1, step.num_steps)
+        yield step
+
+
 def sidecar(record: dict) -> dict:
     """The sidecar: the result record plus what it takes to reproduce the track."""
     from importlib.metadata import PackageNotFoundError, version
@@ -268,6 +313,11 @@ def sidecar(record: dict) -> dict:
         "--top-p", f"{p['top_p']:g}", "--temperature", f"{p['temperature']:g}",
         "--normalize", p["normalize"], "--output", Path(record["path"]).name,
     ]  # fmt: skip
+    for key, flag in (("melody", "--melody"), ("continue_from", "--continue")):
+        if p.get(key):
+            command += [flag, p[key]]
+    if p.get("stream"):
+        command.append("--stream")
     return {
         "sidecar_version": SIDECAR_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -341,9 +391,13 @@ def run(
     format: str | None = None,
     normalize: str = "peak",
     overwrite: bool = False,
+    melody: str | None = None,
+    continue_from: str | None = None,
+    stream: bool = False,
 ) -> dict:
     """Turn the answer, the retrieved passages or the question (``input``; "auto" takes the
-    first that exists, in that order) into music; ``prompt`` skips prompt building."""
+    first that exists, in that order) into music; ``prompt`` skips prompt building.
+    ``melody``, ``continue_from`` and ``stream``: see ``make_track``."""
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidArgumentError("prompt must be a non-empty string.")
@@ -356,7 +410,8 @@ def run(
     with progress_bar("music") as on_step:
         return make_track(music_prompt, model=model, sampling=sampling, seed=seed, output=output,
                           format=format, normalize=normalize, overwrite=overwrite,
-                          on_step=on_step)  # fmt: skip
+                          on_step=on_step, melody=melody, continue_from=continue_from,
+                          stream=stream)  # fmt: skip
 
 
 @contextlib.contextmanager
