@@ -192,3 +192,17 @@ def test_the_sidecar_check_needs_the_audio_and_the_same_hash(tmp_path, tiny_chec
     assert read_sidecar(job, out) is not None
     (out / "a.wav").unlink()
     assert read_sidecar(job, out) is None
+
+
+def test_the_sidecars_reproduce_command_gives_the_same_track(jobs, tmp_path, tiny_checkpoint):
+    import shlex
+
+    out = tmp_path / "out"
+    assert run(jobs, out, tiny_checkpoint, "-b", "4").exit_code == 0
+    sidecar = json.loads((out / "rain.json").read_text())
+    args = shlex.split(sidecar["reproduce"])
+    assert args[:3] == ["mlx-rag", "music", "generate"]
+    args[args.index("--output") + 1] = str(tmp_path / "again.wav")
+    result = CliRunner().invoke(cli, args[1:])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again.wav").read_bytes() == (out / "rain.wav").read_bytes()

@@ -163,10 +163,6 @@ class Agreement:
             ranks = ", ".join(str(r) for r, flag in enumerate(flags) if flag)
             raise PlanError(f"rank {ranks} failed before the run started; see its message.")
 
-    def broadcast_int(self, value: int) -> int:
-        """Rank 0's ``value`` (0 <= value < 2**31), on every rank."""
-        return self.sum([value if self.rank == 0 else 0])[0]
-
     def broadcast_digest(self, digest: bytes) -> bytes:
         """Rank 0's digest, on every rank."""
         mine = np.frombuffer(digest, dtype=np.uint8).astype(np.int32)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -130,45 +129,6 @@ def remove_leftovers(job: Job, out: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-class Markers:
-    """Marker files that let ranks sharing the output folder wait for each other politely.
-
-    MLX's ring backend polls its sockets while a collective waits, so a rank that finished
-    early and entered the final gather would take CPU from the ranks on the same machine that
-    are still generating. When every rank sees the others' markers (a shared folder), a rank
-    that is done sleeps until all are done, and only then enters the gather.
-    """
-
-    def __init__(self, out: Path, rank: int, size: int, token: int):
-        self.out, self.rank, self.size, self.token = out, rank, size, token
-
-    def path(self, rank: int) -> Path:
-        return self.out / f".batch.rank{rank}"
-
-    def write(self, state: str) -> None:
-        tmp = self.out / f".batch.rank{self.rank}.part"
-        tmp.write_text(f"{self.token} {state}")
-        os.replace(tmp, self.path(self.rank))
-
-    def all_in(self, state: str) -> bool:
-        """Whether every rank's marker says ``state`` in this run."""
-        for rank in range(self.size):
-            try:
-                token, mark = self.path(rank).read_text().split()
-            except (OSError, ValueError):
-                return False
-            if int(token) != self.token or mark != state:
-                return False
-        return True
-
-    def wait_for(self, state: str, poll: float = 0.05) -> None:
-        while not self.all_in(state):
-            time.sleep(poll)
-
-    def remove(self) -> None:
-        self.path(self.rank).unlink(missing_ok=True)
-
-
 # ---- the run ---------------------------------------------------------------------------------
 
 
@@ -191,6 +151,7 @@ class BatchRun:
         self.on_progress = on_progress
         self.host = host_name()
         self.notes: set[str] = set()  # prompt notes already shown
+        self.progress = self.total = 0.0  # seconds of audio of this rank's share
 
     def prefix(self) -> str:
         return f"[rank {self.rank}/{self.size}] " if self.size > 1 else ""
@@ -198,14 +159,9 @@ class BatchRun:
     def run(self) -> Summary:
         start = time.perf_counter()
         jobs = self._read()
-        markers = Markers(self.out, self.rank, self.size,
-                          self.agreement.broadcast_int(secrets.randbits(31)))
-        if self.size > 1:
-            markers.write("started")
         done_by = self.agreement.min(
             [self.rank if read_sidecar(job, self.out) else self.size for job in jobs.jobs]
         )
-        shared = self.size > 1 and self.agreement.min([int(markers.all_in("started"))])[0] == 1
         plan = build_plan(jobs.jobs, done_by, self.size, self.settings.batch_size)
         self.agreement.agree(plan)
         share = plan.share(self.rank)
@@ -213,13 +169,17 @@ class BatchRun:
             self._announce(jobs, plan)
         partial = self.out / PARTIAL.format(rank=self.rank)
         partial.unlink(missing_ok=True)
-        entries = [manifest_entry(job, read_sidecar(job, self.out) or {})
-                   for job in plan.reported_by(self.rank)]
+        entries, failed = [], []
+        for job in plan.reported_by(self.rank):
+            data = read_sidecar(job, self.out)
+            if data is None:  # removed since the check
+                failed.append({"id": job.id, "line": job.line,
+                               "error": "its output disappeared during the run"})
+            else:
+                entries.append(manifest_entry(job, data))
         reused = len(entries)
-        failed: list[dict] = []
         audio_seconds = 0.0
         self.total = sum(batch.cost for batch in share)
-        self.progress = 0.0
         for number, batch in enumerate(share, 1):
             before = self.progress
             finished, failures = self._run_batch(batch, partial)
@@ -229,13 +189,7 @@ class BatchRun:
             audio_seconds += sum(e["duration"] for e in finished)
             self.log(f"{self.prefix()}batch {number}/{len(share)}: {len(finished)} of "
                      f"{len(batch.jobs)} jobs done")
-        if shared:
-            markers.write("finished")
-            markers.wait_for("finished")
-        try:
-            return self._finish(plan, jobs, entries, reused, failed, audio_seconds, start)
-        finally:
-            markers.remove()
+        return self._finish(plan, jobs, entries, reused, failed, audio_seconds, start)
 
     def _read(self) -> JobList:
         """Read the jobs and make the output folder; a failure on any rank stops every rank."""
