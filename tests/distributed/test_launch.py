@@ -163,3 +163,38 @@ def test_a_run_killed_midway_finishes_on_rerun_without_duplicates(tmp_path, tiny
     assert f"({len(JOBS) - finished} generated now, {finished} already done)" in result.stdout, (
         result.stdout + result.stderr)
     check_complete(out, reference)
+
+
+AGREE = """
+from musicgen.batch.jobs import Options, parse_job
+from musicgen.batch.plan import Agreement, PlanError, build_plan
+
+a = Agreement()
+def plan(seed):
+    return build_plan([parse_job('{"prompt": "p", "seed": %d}' % seed, 1, Options())], [a.size],
+                      a.size, 4)
+try:
+    a.agree(plan(1 + a.rank))
+except PlanError as exc:
+    print(f"rank {a.rank} refused: {exc}", flush=True)
+a.agree(plan(1))
+print(f"rank {a.rank} agreed", flush=True)
+try:
+    a.check(ValueError("cannot read the jobs") if a.rank == 1 else None)
+except Exception as exc:
+    print(f"rank {a.rank} stopped: {exc}", flush=True)
+print(f"rank {a.rank} gathered {a.gather_bytes(b'x' * (a.rank + 1))}", flush=True)
+"""
+
+
+def test_ranks_agree_through_mx_distributed_or_all_stop():
+    command = [str(LAUNCH), "-n", "2", "--backend", "ring", "--hosts", "127.0.0.1",
+               "--starting-port", str(free_ports(2)), "--", sys.executable, "-c", AGREE]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    for rank in (0, 1):
+        assert (f"rank {rank} refused: rank 1 planned a different run than rank 0: every rank "
+                "must read the same jobs file") in output, output
+        assert f"rank {rank} agreed" in output
+        assert f"rank {rank} gathered [b'x', b'xx']" in output
+    assert "rank 0 stopped: rank 1 failed before the run started; see its message." in output
+    assert "rank 1 stopped: cannot read the jobs" in output
