@@ -45,6 +45,13 @@ def progress_bar(label: str, enabled: bool | None) -> Iterator[Progress]:
         bar.close()
 
 
+def note(message: str) -> None:
+    """A line on stderr that does not break the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def describe(summary: Summary) -> list[str]:
     """The closing lines of a run, as rank 0 prints them."""
     rate = summary.audio_seconds / summary.seconds if summary.seconds else 0.0
@@ -93,7 +100,7 @@ def describe(summary: Summary) -> list[str]:
 def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_: str | None,
                   prompt_from: str | None, llm: str | None, k: int, progress: bool | None,
                   as_json: bool, **given) -> None:
-    """Generate a track for every job in JOBS (JSONL) into DIR.
+    """Generate a track for every job in JOBS (a JSONL file) into the folder --out DIR.
 
     One JSON object per line: "prompt", "text" (the prompt is built from it) or "query"
     (retrieved from the store, then built into a prompt), and optionally "id", "duration",
@@ -111,8 +118,7 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
     agreement = Agreement()
     label = f"rank {agreement.rank}" if agreement.size > 1 else "batch"
     with progress_bar(label, progress) as on_progress:
-        summary = run_batch(run, agreement, log=lambda m: click.echo(m, err=True),
-                            on_progress=on_progress)
+        summary = run_batch(run, agreement, log=note, on_progress=on_progress)
     if summary.rank == 0:
         if as_json:
             click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
