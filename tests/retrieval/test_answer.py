@@ -122,3 +122,23 @@ def test_citation_parsing():
     assert [(c.number, c.source, c.lines) for c in found] == [
         (2, "/doc2", [2, 3]), (1, "/doc1", [1, 2]), (3, "/doc3", [3, 4]),
     ]  # fmt: skip
+
+
+def test_mlx_lm_dir_pattern_is_cheap(tiny_llm, tmp_path):
+    """Registry patterns are asked about every local model dir, so this one must not import
+    mlx-lm (which imports transformers); it still knows mlx-lm's remapped model types."""
+    import subprocess
+    import sys
+
+    for model_type in ("mistral", "musicgen"):
+        folder = tmp_path / model_type
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+        (folder / "model.safetensors").write_bytes(b"")
+    code = (
+        "import sys; from rag_core.answer import is_mlx_lm_dir as match; "
+        f"print(match({str(tiny_llm)!r}), match({str(tmp_path / 'mistral')!r}), "
+        f"match({str(tmp_path / 'musicgen')!r}), 'mlx_lm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False", "False"]

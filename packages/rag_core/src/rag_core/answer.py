@@ -3,6 +3,8 @@ passages as [1], [2], ... which `citations` maps back to their sources."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.util
 import json
 import re
@@ -76,8 +78,6 @@ def load_llm(source: str) -> LanguageModel:
 
 def is_mlx_lm_dir(source: str) -> bool:
     """True for a local directory holding a model of a type mlx-lm implements."""
-    from mlx_lm.utils import MODEL_REMAPPING
-
     path = Path(source).expanduser()
     if not path.is_dir() or (path / "modules.json").exists() or not any(path.glob("*.safetensors")):
         return False
@@ -85,10 +85,30 @@ def is_mlx_lm_dir(source: str) -> bool:
         model_type = json.loads((path / "config.json").read_text()).get("model_type")
     except (OSError, ValueError):
         return False
-    if not isinstance(model_type, str) or not model_type:
-        return False
-    module = MODEL_REMAPPING.get(model_type, model_type)
-    return importlib.util.find_spec(f"mlx_lm.models.{module}") is not None
+    return isinstance(model_type, str) and model_type in _mlx_lm_model_types()
+
+
+@functools.cache
+def _mlx_lm_model_types() -> frozenset[str]:
+    """The model_type values mlx-lm loads, found without importing it (importing mlx-lm imports
+    transformers, which takes seconds; registry patterns are asked about every local dir)."""
+    spec = importlib.util.find_spec("mlx_lm")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    package = Path(spec.submodule_search_locations[0])
+    types = {
+        f.stem for f in (package / "models").glob("*.py") if "class Model(" in f.read_text()
+    }
+    try:  # model types mlx-lm maps onto another module, e.g. "mistral" -> "llama"
+        tree = ast.parse((package / "utils.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", "") == "MODEL_REMAPPING" for t in node.targets
+            ):
+                types |= {k for k, v in ast.literal_eval(node.value).items() if v in types}
+    except (OSError, SyntaxError, ValueError):
+        pass
+    return frozenset(types)
 
 
 @dataclass
