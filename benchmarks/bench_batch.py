@@ -2,7 +2,7 @@
 
     python benchmarks/bench_batch.py [--checkpoint DIR] [--jobs 32] [--duration 4]
 
-1. One process, batch sizes 1, 4 and 16: ``musicgen.batch.run_batch`` in this process, the
+1. One process, batch sizes 1, 4 and 16: ``musicgen.plugin.batch.run_batch`` in this process, the
    model loaded (and a warm-up batch run) before the clock starts.
 2. One process vs two: ``mlx-rag music batch`` alone and under
    ``mlx.launch -n 2 --backend ring`` on this machine, end to end (start-up and model loading
@@ -41,7 +41,7 @@ def write_jobs(path: Path, count: int, duration: float) -> Path:
 def in_process(jobs: Path, checkpoint: Path, work: Path, batch_sizes: list[int],
                duration: float) -> list[dict]:
     """Throughput of run_batch at each batch size, model already loaded."""
-    from musicgen.batch import Options, Settings, run_batch
+    from musicgen.plugin.batch import Options, Settings, run_batch
 
     options = Options(model=str(checkpoint), duration=duration)
     warm = write_jobs(work / "warm.jsonl", 2, duration)
@@ -132,7 +132,7 @@ def main() -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         checkpoint = args.checkpoint
         if checkpoint is None:
-            from musicgen.smoke import write_smoke_checkpoint
+            from musicgen.plugin.smoke import write_smoke_checkpoint
 
             checkpoint = write_smoke_checkpoint(work / "smoke")
         jobs = write_jobs(work / "jobs.jsonl", args.jobs, args.duration)

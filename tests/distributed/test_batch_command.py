@@ -7,7 +7,7 @@ import json
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from musicgen.batch.runner import read_sidecar
+from musicgen.plugin.batch.runner import read_sidecar
 from rag_core.cli import cli
 
 from tests.distributed.conftest import audio_bytes, manifest, write_jobs
@@ -165,7 +165,7 @@ def test_query_jobs_build_their_prompt_from_retrieved_passages(tmp_path, tiny_ch
 
     from rag_core.retrieval import ingest_paths
 
-    ingest_paths([str(files("musicgen") / "data" / "demo_corpus")], embed=False)
+    ingest_paths([str(files("musicgen.plugin") / "data" / "demo_corpus")], embed=False)
     jobs = write_jobs(tmp_path / "jobs.jsonl", [
         {"id": "harbour", "query": "fog over the harbour at night", "seed": 1}])
     out = tmp_path / "out"
@@ -183,7 +183,7 @@ def read_sidecar_file(path):
 
 
 def test_the_sidecar_check_needs_the_audio_and_the_same_hash(tmp_path, tiny_checkpoint):
-    from musicgen.batch.jobs import Options, read_jobs
+    from musicgen.plugin.batch.jobs import Options, read_jobs
 
     jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "prompt": "calm", "seed": 1}])
     out = tmp_path / "out"

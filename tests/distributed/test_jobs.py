@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from musicgen.batch.jobs import JobsError, Options, derived_seed, parse_job, read_jobs
+from musicgen.plugin.batch.jobs import JobsError, Options, derived_seed, parse_job, read_jobs
 
 
 def write_lines(path, lines):

@@ -166,8 +166,8 @@ def test_a_run_killed_midway_finishes_on_rerun_without_duplicates(tmp_path, tiny
 
 
 AGREE = """
-from musicgen.batch.jobs import Options, parse_job
-from musicgen.batch.plan import Agreement, PlanError, build_plan
+from musicgen.plugin.batch.jobs import Options, parse_job
+from musicgen.plugin.batch.plan import Agreement, PlanError, build_plan
 
 a = Agreement()
 def plan(seed):

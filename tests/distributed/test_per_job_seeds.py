@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 import mlx.core as mx
 import numpy as np
-from musicgen.batch.generate import generate_codes
-from musicgen.tool import Sampling
+from musicgen.plugin.batch.generate import generate_codes
+from musicgen.plugin.tool import Sampling
 
 PROMPTS = ["lofi piano, rain", "epic brass with drums", "calm", "the rain with a calm piano"]
 SEEDS = [11, 12, 13, 14]
@@ -46,7 +46,7 @@ def test_decoding_a_batch_matches_decoding_each_job(tiny_musicgen):
 
 def test_jobs_the_batched_path_cannot_take_give_the_same_codes_one_by_one(tiny_musicgen,
                                                                          monkeypatch):
-    import musicgen.batch.generate as generate
+    import musicgen.plugin.batch.generate as generate
 
     together = codes(tiny_musicgen, PROMPTS, SEEDS)
     monkeypatch.setattr(generate, "batched", lambda model, sampling: False)

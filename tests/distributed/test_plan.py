@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from musicgen.batch.jobs import Options, parse_job
-from musicgen.batch.plan import Agreement, PlanError, assign, build_plan, make_batches
+from musicgen.plugin.batch.jobs import Options, parse_job
+from musicgen.plugin.batch.plan import Agreement, PlanError, assign, build_plan, make_batches
 
 
 def job(line, duration=1.0, **options):

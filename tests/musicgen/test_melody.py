@@ -249,10 +249,10 @@ def test_the_compiled_melody_path_equals_the_plain_one(melody_model, guidance_sc
 
 @pytest.mark.parametrize("channels", [1, 2])
 def test_the_layout_of_a_melody_checkpoint_is_exact(channels):
-    """musicgen.layout (model sizes for the registry) knows the melody tensors."""
+    """musicgen.plugin.layout (model sizes for the registry) knows the melody tensors."""
     import json
 
-    from musicgen.layout import checkpoint_shapes
+    from musicgen.plugin.layout import checkpoint_shapes
     from safetensors import safe_open
 
     path = melody_checkpoint(audio_channels=channels)

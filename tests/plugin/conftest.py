@@ -77,7 +77,7 @@ def configure(mlx_rag_config: Path):
 @pytest.fixture
 def corpus_store(tmp_path: Path) -> Path:
     """The demo corpus ingested (BM25 only) into a store of its own."""
-    from musicgen.demo import corpus_dir
+    from musicgen.plugin.demo import corpus_dir
     from rag_core.retrieval import ingest_paths
 
     store = tmp_path / "store.sqlite3"

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import musicgen.cli
+import musicgen.plugin.cli
 import numpy as np
 import pytest
-from musicgen.demo import DEFAULT_QUESTION
-from musicgen.smoke import NOTICE, SMOKE_ID
+from musicgen.plugin.demo import DEFAULT_QUESTION
+from musicgen.plugin.smoke import NOTICE, SMOKE_ID
 
 from tests.plugin.helpers import files_in, read_audio
 
@@ -118,13 +118,13 @@ def test_existing_output_needs_overwrite_and_unwritable_output_fails(cli, tiny, 
 
 
 def test_progress_bar_counts_generation_steps(capsys):
-    with musicgen.cli.progress_bar("generating", enabled=True) as on_step:
+    with musicgen.plugin.cli.progress_bar("generating", enabled=True) as on_step:
         for done in range(1, 61):
             time.sleep(0.15 if done == 30 else 0)  # tqdm redraws at most every 0.1 s
             on_step(done, 60)
     err = capsys.readouterr().err
     assert "generating:  50%|" in err and "| 30/60 [" in err
-    with musicgen.cli.progress_bar("generating") as on_step:  # not a terminal: no bar
+    with musicgen.plugin.cli.progress_bar("generating") as on_step:  # not a terminal: no bar
         on_step(1, 60)
     assert capsys.readouterr().err == ""
 
@@ -140,7 +140,7 @@ def test_ctrl_c_during_generation(cli, tiny, out, monkeypatch):
 
         yield on_step
 
-    monkeypatch.setattr(musicgen.cli, "progress_bar", interrupting_bar)
+    monkeypatch.setattr(musicgen.plugin.cli, "progress_bar", interrupting_bar)
     result = cli("music", "generate", "calm", "-m", tiny, "-d", "2", "-o", out / "x.wav")
     assert result.exit_code == 130
     assert result.stderr.endswith("Interrupted: generation stopped and no audio file was "

@@ -6,8 +6,8 @@ import inspect
 import re
 from pathlib import Path
 
-from musicgen.cli import music_group
-from musicgen.tool import run, sidecar
+from musicgen.plugin.cli import music_group
+from musicgen.plugin.tool import run, sidecar
 
 DOC = (Path(__file__).parents[2] / "docs" / "musicgen.md").read_text()
 

@@ -10,9 +10,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import rag_core
-from musicgen.layout import checkpoint_shapes, parameter_count
 from musicgen.plugin import float32_bytes, hub_config, is_musicgen_repo
-from musicgen.smoke import (
+from musicgen.plugin.layout import checkpoint_shapes, parameter_count
+from musicgen.plugin.smoke import (
     SMOKE_ID,
     VERSION,
     ensure_smoke_checkpoint,

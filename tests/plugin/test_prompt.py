@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import musicgen.prompt
+import musicgen.plugin.prompt
 import pytest
-from musicgen.demo import corpus_dir
-from musicgen.prompt import (
+from musicgen.plugin.demo import corpus_dir
+from musicgen.plugin.prompt import (
     MAX_WORDS,
     build_prompt,
     clean_description,
@@ -94,13 +94,13 @@ def test_a_local_llm_describes_the_text(tiny_llm, configure, monkeypatch):
     assert llm is not None and why_not is None
     # The real mlx-lm call; this model only ever writes "[1][1]...", which is no prompt.
     assert describe_with_llm(llm, "A calm harbour at night.") is None
-    monkeypatch.setattr(musicgen.prompt, "describe_with_llm",
+    monkeypatch.setattr(musicgen.plugin.prompt, "describe_with_llm",
                         lambda model, text: f"gentle accordion waltz, slow ({len(text)} chars)")
     prompt = build_prompt(["A calm harbour.", "Fog."], chunk_ids=[3, 9], input="retrieved",
                           sources=["a.md", "b.md", "a.md"])  # fmt: skip
     assert prompt.builder == "llm" and prompt.llm == str(tiny_llm)
     assert prompt.text == "gentle accordion waltz, slow (21 chars)"  # the passages, joined
     assert (prompt.chunk_ids, prompt.sources) == ([3, 9], ["a.md", "b.md"])
-    monkeypatch.setattr(musicgen.prompt, "describe_with_llm", lambda model, text: None)
+    monkeypatch.setattr(musicgen.plugin.prompt, "describe_with_llm", lambda model, text: None)
     prompt = build_prompt("A calm harbour.", prompt_from="llm")
     assert prompt.builder == "extract" and "did not write a usable description" in prompt.notes[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rag_core
-from musicgen.prompt import MusicPrompt
-from musicgen.tool import OutputExistsError, Sampling, make_track, run
+from musicgen.plugin.prompt import MusicPrompt
+from musicgen.plugin.tool import OutputExistsError, Sampling, make_track, run
 from rag_core import PipelineState
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError, PipelineError, RagError
 

@@ -4,9 +4,17 @@ Runs alone or as one rank of MLX's distributed runtime (``mlx.launch``, ``mx.dis
 ``mlx-rag music batch JOBS --out DIR`` is the command, ``run_batch`` the library call.
 """
 
-from musicgen.batch.jobs import BadLine, Job, JobList, JobsError, Options, parse_job, read_jobs
-from musicgen.batch.plan import Agreement, Batch, Plan, PlanError, build_plan, make_batches
-from musicgen.batch.runner import MANIFEST, Settings, Summary, run_batch
+from musicgen.plugin.batch.jobs import (
+    BadLine,
+    Job,
+    JobList,
+    JobsError,
+    Options,
+    parse_job,
+    read_jobs,
+)
+from musicgen.plugin.batch.plan import Agreement, Batch, Plan, PlanError, build_plan, make_batches
+from musicgen.plugin.batch.runner import MANIFEST, Settings, Summary, run_batch
 
 __all__ = [
     "MANIFEST",

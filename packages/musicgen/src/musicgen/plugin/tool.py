@@ -25,7 +25,7 @@ from typing import Any
 from rag_core.errors import PipelineError, RagError
 
 from musicgen.errors import AudioError, InvalidArgumentError
-from musicgen.prompt import MusicPrompt, build_prompt
+from musicgen.plugin.prompt import MusicPrompt, build_prompt
 
 DEFAULT_MODEL = "facebook/musicgen-small"
 FORMATS = ("wav", "flac", "ogg")
@@ -188,7 +188,7 @@ def make_track(
     or RMS normalization needs the whole track). See docs/musicgen-features.md.
     """
     from musicgen.audio import NORMALIZE_MODES, save_audio
-    from musicgen.smoke import NOTICE, is_smoke_checkpoint
+    from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
 
     start = time.perf_counter()
     status = on_status or (lambda message: None)

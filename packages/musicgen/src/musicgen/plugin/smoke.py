@@ -98,7 +98,7 @@ def vocab_size() -> int:
 
 def smoke_size_bytes() -> int:
     """Memory of the loaded smoke checkpoint (float32), from its exact layout."""
-    from musicgen.layout import parameter_count
+    from musicgen.plugin.layout import parameter_count
 
     return 4 * parameter_count(smoke_config(vocab_size()))
 
@@ -110,7 +110,7 @@ def write_smoke_checkpoint(path: str | os.PathLike, seed: int = 0) -> Path:
     """
     import mlx.core as mx
 
-    from musicgen.layout import checkpoint_shapes
+    from musicgen.plugin.layout import checkpoint_shapes
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def write_smoke_checkpoint(path: str | os.PathLike, seed: int = 0) -> Path:
         )
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "pt"})
     (path / "README.md").write_text(
-        f"# {SMOKE_ID}\n\n{NOTICE}\n\nBuilt by `musicgen.smoke.write_smoke_checkpoint` "
+        f"# {SMOKE_ID}\n\n{NOTICE}\n\nBuilt by `musicgen.plugin.smoke.write_smoke_checkpoint` "
         f"(seed {seed}); `mlx-rag music demo` uses it only when the real model cannot be "
         "reached.\n"
     )

@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicgen.batch.generate import generate_codes
-from musicgen.batch.jobs import BadLine, Job, JobList, Options, read_jobs
-from musicgen.batch.plan import Agreement, Batch, Plan, build_plan, host_name
-from musicgen.prompt import MusicPrompt, build_prompt
-from musicgen.tool import _reserved, _write_json, load_music_model, sidecar, source_text
+from musicgen.plugin.batch.generate import generate_codes
+from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
+from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
+from musicgen.plugin.prompt import MusicPrompt, build_prompt
+from musicgen.plugin.tool import _reserved, _write_json, load_music_model, sidecar, source_text
 
 MANIFEST = "manifest.jsonl"
 PARTIAL = "manifest.rank{rank}.jsonl"
@@ -287,7 +287,7 @@ class BatchRun:
     def _generate(self, jobs: list[Job], prompts: list[MusicPrompt]
                   ) -> tuple[list[tuple[dict, Any]], dict]:
         """Generate and decode the batch: ((record, audio) per job, the batch's timings)."""
-        from musicgen.smoke import NOTICE, is_smoke_checkpoint
+        from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
 
         options = jobs[0].options
         started = time.perf_counter()

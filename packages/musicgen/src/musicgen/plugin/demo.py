@@ -14,9 +14,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from musicgen.prompt import PROMPT_FROM, find_llm, llm_hint
-from musicgen.smoke import NOTICE, SMOKE_ID
-from musicgen.tool import DEFAULT_MODEL, load_music_model
+from musicgen.plugin.prompt import PROMPT_FROM, find_llm, llm_hint
+from musicgen.plugin.smoke import NOTICE, SMOKE_ID
+from musicgen.plugin.tool import DEFAULT_MODEL, load_music_model
 
 DEFAULT_QUESTION = "What music would suit a foggy night in the old harbour?"
 DEFAULT_DURATION = 6.0
@@ -25,7 +25,7 @@ Say = Callable[[str], None]
 
 def corpus_dir() -> Path:
     """The sample corpus: a few short Markdown documents whose text suggests music."""
-    return Path(str(files("musicgen") / "data" / "demo_corpus"))
+    return Path(str(files("musicgen.plugin") / "data" / "demo_corpus"))
 
 
 def demo_store() -> Path:

@@ -21,8 +21,8 @@ import mlx.core as mx
 from musicgen.delay import codebook_delays
 from musicgen.generate import check_options, check_prompts, generate_step
 from musicgen.model import MusicGen
+from musicgen.plugin.tool import Sampling
 from musicgen.sampling import Sampler, make_sampler
-from musicgen.tool import Sampling
 
 OnStep = Callable[[float], None]  # fraction of the batch's steps done
 

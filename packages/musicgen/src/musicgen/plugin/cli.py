@@ -1,4 +1,4 @@
-"""`mlx-rag music generate | from-text | demo`: thin commands over musicgen.tool and .demo.
+"""`mlx-rag music generate | from-text | demo`: thin commands over musicgen.plugin.tool and .demo.
 
 Options left out fall back to ``[tools.music]`` in the config, then to the tool's defaults.
 """
@@ -17,9 +17,9 @@ from rag_core.cli.output import short
 from rag_core.errors import ConfigError
 
 from musicgen.audio import NORMALIZE_MODES
-from musicgen.prompt import PROMPT_FROM, MusicPrompt, build_prompt
-from musicgen.tool import FORMATS, Sampling, make_track, progress_bar
-from musicgen.tool import run as music_tool
+from musicgen.plugin.prompt import PROMPT_FROM, MusicPrompt, build_prompt
+from musicgen.plugin.tool import FORMATS, Sampling, make_track, progress_bar
+from musicgen.plugin.tool import run as music_tool
 
 NORMALIZE = NORMALIZE_MODES
 
@@ -215,7 +215,7 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
     reached (offline, not cached) it says how to fix that and continues with an untrained
     smoke checkpoint, labelled as such.
     """
-    from musicgen.demo import DEFAULT_DURATION, DEFAULT_QUESTION, run_demo
+    from musicgen.plugin.demo import DEFAULT_DURATION, DEFAULT_QUESTION, run_demo
 
     if given.get("duration") is None:
         given["duration"] = DEFAULT_DURATION
@@ -252,7 +252,7 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
              "music); see above for how to get the real model.")
 
 
-import musicgen.batch.command  # noqa: E402, F401 - adds `mlx-rag music batch` to music_group
+import musicgen.plugin.batch.command  # noqa: E402, F401 - adds `mlx-rag music batch` to music_group
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(music_group())

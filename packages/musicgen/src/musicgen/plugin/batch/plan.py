@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from musicgen.batch.jobs import Job
 from musicgen.errors import MusicGenError
+from musicgen.plugin.batch.jobs import Job
 
 DIGEST_BYTES = 32
 

@@ -1,6 +1,7 @@
-"""`mlx-rag music batch JOBS --out DIR`: a thin command over ``musicgen.batch.run_batch``.
+"""`mlx-rag music batch JOBS --out DIR`: a thin command over ``musicgen.plugin.batch.run_batch``.
 
-Importing this module adds the command to the `mlx-rag music` group (musicgen.cli imports it).
+Importing this module adds the command to the `mlx-rag music` group (musicgen.plugin.cli
+imports it).
 
 Run it alone, or under ``mlx.launch`` (``mlx.launch -n 2 --backend ring -- mlx-rag music batch
 ...``): every process is one rank of ``mx.distributed`` and takes its share of the jobs.
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import click
 
-from musicgen.batch.jobs import Options
-from musicgen.batch.plan import Agreement
-from musicgen.batch.runner import Progress, Settings, Summary, run_batch
-from musicgen.cli import NORMALIZE, _prompt_options, music_group, settings
-from musicgen.tool import FORMATS
+from musicgen.plugin.batch.jobs import Options
+from musicgen.plugin.batch.plan import Agreement
+from musicgen.plugin.batch.runner import Progress, Settings, Summary, run_batch
+from musicgen.plugin.cli import NORMALIZE, _prompt_options, music_group, settings
+from musicgen.plugin.tool import FORMATS
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from typing import Any
 
 from musicgen.audio import NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
-from musicgen.tool import DEFAULT_MODEL, FORMATS, Sampling
+from musicgen.plugin.tool import DEFAULT_MODEL, FORMATS, Sampling
 
 INPUT_FIELDS = ("prompt", "text", "query")
 OPTION_FIELDS = ("duration", "seed", "guidance_scale", "top_k", "top_p", "temperature", "model",

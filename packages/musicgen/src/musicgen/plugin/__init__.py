@@ -9,7 +9,7 @@ from pathlib import Path
 from rag_core import ModelPattern, ModelSpec, Tool, hookimpl
 from rag_core.hub import looks_like_repo_id
 
-from musicgen.smoke import SMOKE_ID
+from musicgen.plugin.smoke import SMOKE_ID
 
 T5_BASE = {"model_type": "t5", "vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072,
            "num_layers": 12, "num_heads": 12}  # fmt: skip
@@ -37,7 +37,7 @@ def hub_config(hidden: int, layers: int, heads: int) -> dict:
 
 def float32_bytes(config: dict) -> int:
     """Memory of a loaded checkpoint in float32 (the default dtype), from its exact layout."""
-    from musicgen.layout import parameter_count
+    from musicgen.plugin.layout import parameter_count
 
     return 4 * parameter_count(config)
 
@@ -50,7 +50,7 @@ def load_model(source: str):
 
 
 def load_smoke(source: str):
-    from musicgen.smoke import load_smoke
+    from musicgen.plugin.smoke import load_smoke
 
     return load_smoke(source)
 
@@ -76,7 +76,7 @@ def is_musicgen_repo(source: str) -> bool:
 def register_models(register):
     """facebook/musicgen-small/-medium/-large, the smoke checkpoint, and MusicGen folders."""
     from musicgen.loading import ALLOW_PATTERNS
-    from musicgen.smoke import smoke_dir, smoke_size_bytes
+    from musicgen.plugin.smoke import smoke_dir, smoke_size_bytes
 
     for model_id, (hidden, layers, heads, about) in HUB_MODELS.items():
         register(ModelSpec(
@@ -105,7 +105,7 @@ def register_models(register):
 @hookimpl
 def register_tools(register):
     """The `music` pipeline step."""
-    from musicgen.tool import run
+    from musicgen.plugin.tool import run
 
     register(Tool("music", run, "turn the answer, the retrieved passages or the question into "
                   "music with MusicGen (audio file + JSON sidecar)"))  # fmt: skip
@@ -114,6 +114,6 @@ def register_tools(register):
 @hookimpl
 def register_commands(cli):
     """`mlx-rag music generate | from-text | demo`."""
-    from musicgen.cli import music_group
+    from musicgen.plugin.cli import music_group
 
     cli.add_command(music_group)
