@@ -77,9 +77,13 @@ class StaticLayerCache:
         self.offset = offset
 
     def mask(self, length: int) -> mx.array:
-        """(length, max_length) bool: query i sees the keys at positions <= offset + i."""
+        """(length, max_length) additive mask: query i sees the keys at positions <= offset + i.
+
+        Additive rather than boolean: CUDA's attention kernels take it at lower cost.
+        """
         queries = self.offset + mx.arange(length, dtype=mx.int32)
-        return mx.arange(self.keys.shape[2], dtype=mx.int32)[None] <= queries[:, None]
+        visible = mx.arange(self.keys.shape[2], dtype=mx.int32)[None] <= queries[:, None]
+        return mx.where(visible, 0, -mx.inf).astype(self.keys.dtype)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         """Write (B, H, L, D) keys and values at ``offset``; return the whole buffers."""

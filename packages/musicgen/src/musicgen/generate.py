@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from musicgen.decoder import MusicGenDecoder, cross_attention_bias
+from musicgen.decoder import MusicGenDecoder, cross_attention_bias, needs_cross_bias
 from musicgen.delay import apply_delay, num_steps
 from musicgen.errors import InvalidArgumentError
 from musicgen.sampling import Sampler
@@ -89,7 +89,9 @@ def generate_step(
         text_states = mx.concatenate([text_states, null_states])
         text_mask = mx.concatenate([text_mask, null_mask])
     cross_kv = decoder.cross_kv(text_states)
-    cross_bias = cross_attention_bias(text_mask, text_states.dtype)
+    cross_bias = None
+    if needs_cross_bias(text_states, text_mask):
+        cross_bias = cross_attention_bias(text_mask, text_states.dtype)
     static = compile and hasattr(decoder, "make_static_cache")
     if static:
         cache = decoder.make_static_cache(start + total)

@@ -23,6 +23,7 @@ from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder
 from musicgen.errors import CheckpointError
 from musicgen.model import MusicGen
+from musicgen.quantize import check_bits, quantize_decoder
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
@@ -43,14 +44,21 @@ Weights = dict[str, mx.array]
 
 
 def load(
-    path_or_repo: str | os.PathLike, dtype: str = "float32", *, progress: bool = True
+    path_or_repo: str | os.PathLike,
+    dtype: str = "float32",
+    *,
+    progress: bool = True,
+    quantize: int | None = None,
 ) -> MusicGen:
     """Load a MusicGen model from a local directory or a Hugging Face repo id.
 
     ``dtype`` ("float32", "float16" or "bfloat16") is the compute type of the text encoder and
     the decoder; the EnCodec codec always runs in float32. Sizes come from config.json alone.
+    ``quantize`` (4 or 8) stores the decoder layers' weights in that many bits (see
+    ``musicgen.quantize``).
     """
     dtype = dtype_from_name(dtype)
+    quantize = check_bits(quantize)
     path = resolve_model_path(path_or_repo, ALLOW_PATTERNS, progress=progress)
     config = MusicGenConfig.from_file(path / "config.json")
     tokenizer = PromptTokenizer.from_dir(path)
@@ -82,6 +90,8 @@ def load(
     codec = load_codec(config, groups["audio_encoder"], origin, path)
     text_encoder.set_dtype(dtype)
     decoder.set_dtype(dtype)
+    if quantize:
+        quantize_decoder(decoder, quantize)
     mx.eval(text_encoder.parameters(), decoder.parameters())
     chroma = None
     if config.is_melody:

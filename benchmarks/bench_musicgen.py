@@ -1,0 +1,461 @@
+"""MusicGen speed and memory at the real shapes of musicgen-small/-medium/-large, side by side
+with transformers.
+
+Random weights (speed depends on shapes, not values): our MLX model is built from the hub
+repos' config.json content (``musicgen.plugin.hub_config``) with MLX's default initialization,
+and transformers' MusicgenForConditionalGeneration from the same config. No download.
+
+    python benchmarks/bench_musicgen.py                       # CPU: small, 2 s, batch 1, float32
+    python benchmarks/bench_musicgen.py --duration 10 --batch 1 16 --dtype float16 \\
+        --quantize 0 4 --plain                                # GPU (see docs/performance.md)
+
+Each row is one generation of ``--duration`` seconds per prompt with classifier-free guidance
+(scale 3, top-k 250 sampling), timed phase by phase: text encoding (tokenizer + T5), the
+decoding steps, EnCodec decoding. End to end is their sum (one generation, nothing cached
+between generations but compiled kernels); the real-time factor is end-to-end seconds per
+second of audio, audio/s is seconds of audio (all prompts) per second. Peak memory is
+mx.get_peak_memory() over the generation (weights included). The last column is
+transformers' end-to-end time in the same run divided by ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import mlx.core as mx
+import numpy as np
+from musicgen.config import MusicGenConfig, dtype_from_name
+from musicgen.decoder import MusicGenDecoder, cross_attention_bias
+from musicgen.delay import apply_delay, codebook_delays, num_steps
+from musicgen.encodec import EncodecConfig, EncodecModel
+from musicgen.generate import generate_step
+from musicgen.model import MusicGen
+from musicgen.plugin import HUB_MODELS, hub_config
+from musicgen.quantize import quantize_decoder
+from musicgen.sampling import make_sampler
+from musicgen.t5 import T5Encoder
+from musicgen.tokenizer import PromptTokenizer
+
+PROMPTS = [
+    "80s pop track with bassy drums and synth",
+    "90s rock song with loud guitars and heavy drums",
+    "lofi slow bpm electro chill with organic samples",
+    "a light and cheerly EDM track, with syncopated drums, aery pads, and strong emotions",
+    "calm piano",
+]
+GUIDANCE = 3.0
+TOP_K = 250
+
+
+@dataclass
+class Row:
+    model: str
+    impl: str  # "mlx" (compiled), "mlx-plain" (compile=False) or "transformers"
+    dtype: str
+    quantize: int
+    batch: int
+    duration: float
+    steps: int
+    text_s: float = float("nan")
+    step_ms: float = float("nan")
+    codec_s: float = float("nan")
+    e2e_s: float = float("nan")
+    peak_gb: float = float("nan")
+    weights_gb: float = float("nan")
+    finite: bool | None = None
+    runs: list = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return self.e2e_s / self.duration
+
+    @property
+    def audio_per_s(self) -> float:
+        return self.batch * self.duration / self.e2e_s
+
+
+def prompts_for(batch: int) -> list[str]:
+    return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+
+
+def word_tokenizer() -> PromptTokenizer:
+    """A word-level tokenizer over the prompts' words with T5's </s>: T5-like lengths."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    words = sorted({w for p in PROMPTS for w in p.replace(",", " ,").split()})
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return PromptTokenizer(tokenizer, pad_id=0)
+
+
+def config_dict(name: str) -> dict:
+    hidden, layers, heads, _ = HUB_MODELS[f"facebook/musicgen-{name}"]
+    return hub_config(hidden, layers, heads)
+
+
+def build_ours(name: str, dtype: str, seed: int = 0) -> MusicGen:
+    """Our MusicGen at the shapes of facebook/musicgen-NAME, random weights, evaluated."""
+    mx.random.seed(seed)
+    config = MusicGenConfig.from_dict(config_dict(name))
+    text_encoder = T5Encoder(config.text_encoder)
+    decoder = MusicGenDecoder(config.decoder, config.text_encoder.d_model)
+    codec = EncodecModel(EncodecConfig.from_dict(config.audio_encoder))
+    text_encoder.set_dtype(dtype_from_name(dtype))
+    decoder.set_dtype(dtype_from_name(dtype))
+    mx.eval(text_encoder.parameters(), decoder.parameters(), codec.parameters())
+    return MusicGen(config, word_tokenizer(), text_encoder, decoder, codec)
+
+
+class WatchFinite:
+    """The decoder, recording on the device whether every logit of every call is finite."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        self.finite = mx.array(True)
+
+    def __getattr__(self, name):
+        return getattr(self.decoder, name)
+
+    def __call__(self, *args):
+        logits = self.decoder(*args)
+        self.finite = self.finite & mx.all(mx.isfinite(logits))
+        return logits
+
+
+def generate_phased(
+    model: MusicGen,
+    prompts: list[str],
+    duration: float,
+    *,
+    compile: bool = True,
+    seed: int = 0,
+    temperature: float = 1.0,
+    watch: bool = False,
+) -> dict:
+    """One generation, timed phase by phase (syncing between phases); codes and audio too."""
+    frames = round(duration * model.frame_rate)
+    delays = codebook_delays(model.num_codebooks, model.audio_channels)
+    mx.synchronize()
+    t0 = time.perf_counter()
+    states, mask = model.encode_text(prompts)
+    mx.eval(states, mask)
+    t1 = time.perf_counter()
+    decoder = WatchFinite(model.decoder) if watch else model.decoder
+    steps = generate_step(
+        decoder,
+        states,
+        mask,
+        num_frames=frames,
+        guidance_scale=GUIDANCE,
+        sampler=make_sampler(temperature, TOP_K, 0.0),
+        key=mx.random.key(seed),
+        delays=delays,
+        compile=compile,
+    )
+    codes = mx.stack([s.frame for s in steps if s.frame is not None], axis=-1)
+    mx.eval(codes)
+    t2 = time.perf_counter()
+    audio = model.decode(codes)
+    mx.eval(audio)
+    t3 = time.perf_counter()
+    out = {
+        "text_s": t1 - t0,
+        "steps_s": t2 - t1,
+        "codec_s": t3 - t2,
+        "e2e_s": t3 - t0,
+        "steps": num_steps(frames, delays),
+        "codes": codes,
+        "audio_finite": bool(mx.all(mx.isfinite(audio)).item()),
+    }
+    if watch:
+        out["logits_finite"] = bool(decoder.finite.item())
+    return out
+
+
+def measure_ours(
+    model: MusicGen, name: str, dtype: str, quant: int, batch: int, args, compile: bool = True
+) -> Row:
+    prompts = prompts_for(batch)
+    impl = "mlx" if compile else "mlx-plain"
+    generate_phased(model, prompts, min(args.duration, 0.2), compile=compile)  # warm-up
+    gc.collect()
+    weights = mx.get_active_memory()
+    row = Row(name, impl, dtype, quant, batch, args.duration, 0, weights_gb=weights / 1e9)
+    for i in range(args.repeat):
+        mx.reset_peak_memory()
+        run = generate_phased(model, prompts, args.duration, compile=compile, seed=i)
+        peak = mx.get_peak_memory()
+        row.runs.append({k: v for k, v in run.items() if k != "codes"} | {"peak": peak})
+    best = min(row.runs, key=lambda r: r["e2e_s"]) if args.best else median_run(row.runs)
+    row.steps = best["steps"]
+    row.text_s, row.codec_s, row.e2e_s = best["text_s"], best["codec_s"], best["e2e_s"]
+    row.step_ms = best["steps_s"] / best["steps"] * 1000
+    row.peak_gb = max(r["peak"] for r in row.runs) / 1e9
+    if dtype != "float32" and compile:
+        check = generate_phased(model, prompts, args.duration, compile=compile, watch=True)
+        row.finite = check["logits_finite"] and check["audio_finite"]
+    return row
+
+
+def median_run(runs: list[dict]) -> dict:
+    order = sorted(runs, key=lambda r: r["e2e_s"])
+    return order[len(order) // 2]
+
+
+def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
+    """Quantize the decoder in place; return its error against the unquantized decoder.
+
+    Teacher-forced: guided logits over the same delayed random codes (relative L2 error, max
+    absolute error, how often the argmax agrees); free-running: greedy codes from the same
+    prompts (fraction of equal codes, and frames until the first difference).
+    """
+    prompts = prompts_for(2)
+    frames = min(round(duration * model.frame_rate), 250)
+    delays = codebook_delays(model.num_codebooks, model.audio_channels)
+    special = model.config.decoder.special_token_id
+    vocab = model.config.decoder.vocab_size
+    codes = mx.random.randint(0, vocab, (2, model.num_codebooks, frames), key=mx.random.key(7))
+    sequence = apply_delay(codes.astype(mx.int32), delays, special)[:, :, :-1]
+    states, mask = model.encode_text(prompts)
+    guided_states = mx.concatenate([states, mx.zeros_like(states)])
+    guided_mask = mx.concatenate([mask, mx.zeros_like(mask)])
+    bias = cross_attention_bias(guided_mask, states.dtype)
+
+    def guided_logits():
+        cross = model.decoder.cross_kv(guided_states)
+        logits = model.decoder(mx.concatenate([sequence, sequence]), cross, bias)
+        cond, uncond = logits[:2], logits[2:]
+        return uncond + (cond - uncond) * GUIDANCE
+
+    def greedy():
+        return generate_phased(model, prompts, frames / model.frame_rate, temperature=0)["codes"]
+
+    reference, reference_codes = guided_logits(), greedy()
+    mx.eval(reference, reference_codes)
+    quantize_decoder(model.decoder, bits)
+    mx.eval(model.decoder.parameters())
+    quantized, quantized_codes = guided_logits(), greedy()
+    mx.eval(quantized, quantized_codes)
+    ref, q = np.array(reference), np.array(quantized)
+    equal = np.array(reference_codes) == np.array(quantized_codes)
+    differs = np.nonzero(~equal.all(axis=(0, 1)))[0]
+    return {
+        "bits": bits,
+        "frames": frames,
+        "logits_rel_error": float(np.linalg.norm(q - ref) / np.linalg.norm(ref)),
+        "logits_max_abs_error": float(np.abs(q - ref).max()),
+        "logits_abs_max": float(np.abs(ref).max()),
+        "argmax_agreement": float((q.argmax(-1) == ref.argmax(-1)).mean()),
+        "greedy_code_agreement": float(equal.mean()),
+        "greedy_frames_before_first_difference": int(differs[0]) if len(differs) else frames,
+    }
+
+
+def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
+    """transformers' generate on the same shapes (random init), end to end, same options."""
+    import torch
+    from transformers import MusicgenConfig, MusicgenForConditionalGeneration
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16,
+                   "bfloat16": torch.bfloat16}[dtype]  # fmt: skip
+    values = config_dict(name)
+    config = MusicgenConfig(
+        text_encoder=values["text_encoder"],
+        audio_encoder=values["audio_encoder"],
+        decoder=values["decoder"],
+    )
+    torch.manual_seed(0)
+    model = MusicgenForConditionalGeneration(config).to(device=device, dtype=torch_dtype).eval()
+    ids, mask = word_tokenizer()(prompts_for(batch))
+    inputs = {
+        "input_ids": torch.from_numpy(np.array(ids)).long().to(device),
+        "attention_mask": torch.from_numpy(np.array(mask)).long().to(device),
+    }
+    frame_rate = 50
+    delays = codebook_delays(config.decoder.num_codebooks, config.decoder.audio_channels)
+
+    def run(duration: float) -> float:
+        frames = round(duration * frame_rate)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            audio = model.generate(
+                **inputs,
+                do_sample=True,
+                guidance_scale=GUIDANCE,
+                top_k=TOP_K,
+                max_new_tokens=num_steps(frames, delays),
+            )
+        if device == "cuda":
+            torch.cuda.synchronize()
+        assert audio.shape[-1] == frames * 640, audio.shape
+        return time.perf_counter() - start
+
+    run(min(args.duration, 0.2))  # warm-up
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = [run(args.duration) for _ in range(args.repeat)]
+    row = Row(name, "transformers", dtype, 0, batch, args.duration, 0)
+    row.e2e_s = min(times) if args.best else statistics.median(times)
+    row.steps = num_steps(round(args.duration * frame_rate), delays)
+    row.runs = [{"e2e_s": t} for t in times]
+    if device == "cuda":
+        row.peak_gb = torch.cuda.max_memory_allocated() / 1e9
+    return row
+
+
+def free_torch_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def reference_available() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def versions() -> dict:
+    info = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "mlx": mx.__version__,
+        "device": str(mx.default_device()),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "command": " ".join(sys.argv),
+    }
+    try:
+        import torch
+        import transformers
+
+        info["torch"] = torch.__version__
+        info["transformers"] = transformers.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return info
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        "| model | impl | dtype | quant | batch | text ms | ms/step | EnCodec s | end-to-end s "
+        "| RTF | audio s/s | peak GB | finite | transformers / ours |"
+    )
+    lines = [head, "|" + "---|" * 14]
+    reference = {(r.model, r.dtype, r.batch): r for r in rows if r.impl == "transformers"}
+    for r in rows:
+        ref = reference.get((r.model, r.dtype, r.batch))
+        ratio = f"{ref.e2e_s / r.e2e_s:.2f}x" if ref and r.impl != "transformers" else ""
+        finite = "" if r.finite is None else ("yes" if r.finite else "NO")
+        lines.append(
+            f"| {r.model} | {r.impl} | {r.dtype} | {r.quantize or '-'} | {r.batch} "
+            f"| {fmt(r.text_s * 1000)} | {fmt(r.step_ms)} | {fmt(r.codec_s, 2)} "
+            f"| {fmt(r.e2e_s, 2)} | {fmt(r.rtf, 3)} | {fmt(r.audio_per_s, 2)} "
+            f"| {fmt(r.peak_gb, 2)} | {finite} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", nargs="+", default=["small"], choices=["small", "medium", "large"]
+    )
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per prompt")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--dtype", nargs="+", default=["float32"],
+                        choices=["float32", "float16", "bfloat16"])  # fmt: skip
+    parser.add_argument(
+        "--quantize",
+        type=int,
+        nargs="+",
+        default=[0],
+        choices=[0, 4, 8],
+        help="decoder bits (0 = unquantized); quantized rows follow in-place",
+    )
+    parser.add_argument("--plain", action="store_true", help="also time compile=False")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip transformers")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per row (median)")
+    parser.add_argument("--best", action="store_true", help="report the fastest run, not median")
+    parser.add_argument("--json", help="write rows, versions and quality to this file")
+    args = parser.parse_args(argv)
+    if args.reference and not reference_available():
+        print("torch/transformers not importable: no reference rows", file=sys.stderr)
+        args.reference = False
+
+    info = versions()
+    print(json.dumps(info), flush=True)
+    rows: list[Row] = []
+    quality = []
+    for name in args.models:
+        for dtype in args.dtype:
+            for quant in sorted(args.quantize):
+                model = build_ours(name, dtype)
+                if quant:
+                    quality.append(
+                        {"model": name, "dtype": dtype}
+                        | quantization_quality(model, quant, args.duration)
+                    )
+                    print(json.dumps(quality[-1]), flush=True)
+                for batch in args.batch:
+                    rows.append(measure_ours(model, name, dtype, quant, batch, args))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+                    if args.plain and not quant:
+                        rows.append(measure_ours(model, name, dtype, 0, batch, args, False))
+                        print(table(rows[-1:]).splitlines()[-1], flush=True)
+                del model
+                gc.collect()
+                mx.clear_cache()
+            if args.reference:
+                for batch in args.batch:
+                    rows.append(measure_transformers(name, dtype, batch, args))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+                    gc.collect()
+                    free_torch_cache()
+    print()
+    print(", ".join(f"{k} {v}" for k, v in info.items()))
+    print(table(rows))
+    for q in quality:
+        print(
+            f"quantize={q['bits']} ({q['model']}, {q['dtype']}): logits rel. error "
+            f"{q['logits_rel_error']:.4f}, argmax agreement {q['argmax_agreement']:.3f}, greedy "
+            f"codes equal {q['greedy_code_agreement']:.3f} (first difference at frame "
+            f"{q['greedy_frames_before_first_difference']} of {q['frames']})"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"versions": info, "rows": [asdict(r) for r in rows], "quality": quality},
+                f,
+                indent=1,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
