@@ -87,3 +87,15 @@ def test_bad_codes_for_decode(tiny_model, codes, message):
 def test_bad_dtype_for_load(tiny_path):
     with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16"):
         musicgen.load(tiny_path, dtype="int8")
+
+
+@pytest.mark.parametrize("method", ["generate_tokens", "generate", "stream_tokens", "stream"])
+def test_unknown_option_is_a_type_error(untouchable, method):
+    """Every generation method takes generate_tokens' keywords, and only those."""
+    with pytest.raises(TypeError, match="'bogus'"):
+        getattr(untouchable, method)(["calm"], **GOOD, bogus=1)
+
+
+def test_continuation_takes_no_prompt_codes(untouchable):
+    with pytest.raises(TypeError, match="'prompt_codes'"):
+        untouchable.generate_continuation(None, None, ["calm"], prompt_codes=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -65,40 +66,14 @@ class MusicGen:
         states = self.text_encoder(ids, mask)
         return self.decoder.project_text(states, mask), mask
 
-    def stream_tokens(
-        self,
-        prompts: str | Sequence[str],
-        *,
-        duration: float = 8.0,
-        guidance_scale: float = 3.0,
-        top_k: int = 250,
-        top_p: float = 0.0,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        melody=None,
-        melody_sample_rate: int | None = None,
-        prompt_codes: mx.array | None = None,
-        extend_stride: float | None = None,
-    ) -> Iterator[GenerationStep]:
-        """The generator form of ``generate_tokens``: one GenerationStep per decoding step.
+    def stream_tokens(self, prompts: str | Sequence[str], **options) -> Iterator[GenerationStep]:
+        """The generator form of ``generate_tokens`` (the same keyword options, documented
+        there): one GenerationStep per decoding step.
 
         Arguments are checked when called, before the generator starts. With ``prompt_codes``
         the frames yielded are those after the prompt.
         """
-        return generation_steps(
-            self,
-            prompts,
-            duration=duration,
-            guidance_scale=guidance_scale,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            melody=melody,
-            melody_sample_rate=melody_sample_rate,
-            prompt_codes=prompt_codes,
-            extend_stride=extend_stride,
-        )
+        return generation_steps(self, prompts, **generation_options(options))
 
     def generate_tokens(
         self,
@@ -171,36 +146,10 @@ class MusicGen:
         mx.eval(audio)
         return audio
 
-    def generate(
-        self,
-        prompts: str | Sequence[str],
-        *,
-        duration: float = 8.0,
-        guidance_scale: float = 3.0,
-        top_k: int = 250,
-        top_p: float = 0.0,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        melody=None,
-        melody_sample_rate: int | None = None,
-        prompt_codes: mx.array | None = None,
-        extend_stride: float | None = None,
-    ) -> mx.array:
-        """Audio (B, channels, samples) float32 for the prompts: generate_tokens then decode."""
-        codes = self.generate_tokens(
-            prompts,
-            duration=duration,
-            guidance_scale=guidance_scale,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            melody=melody,
-            melody_sample_rate=melody_sample_rate,
-            prompt_codes=prompt_codes,
-            extend_stride=extend_stride,
-        )
-        return self.decode(codes)
+    def generate(self, prompts: str | Sequence[str], **options) -> mx.array:
+        """Audio (B, channels, samples) float32 for the prompts: ``generate_tokens`` (whose
+        keyword options it takes) then ``decode``."""
+        return self.decode(self.generate_tokens(prompts, **options))
 
     def encode_audio(self, audio, sample_rate: int | None = None, *, batch: int = 1) -> mx.array:
         """Audio (a file path, an array (samples,) or (channels, samples), or a list of them)
@@ -215,61 +164,31 @@ class MusicGen:
         return encode_audio(self, audio, sample_rate, batch=batch)
 
     def generate_continuation(
-        self,
-        prompt_audio,
-        sample_rate: int | None,
-        prompts: str | Sequence[str],
-        *,
-        duration: float = 8.0,
-        guidance_scale: float = 3.0,
-        top_k: int = 250,
-        top_p: float = 0.0,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        melody=None,
-        melody_sample_rate: int | None = None,
-        extend_stride: float | None = None,
+        self, prompt_audio, sample_rate: int | None, prompts: str | Sequence[str], **options
     ) -> mx.array:
         """Audio that continues ``prompt_audio`` (B, channels, samples): the prompt, re-coded
         by EnCodec, then the continuation, ``duration`` seconds in all (as audiocraft's
         ``generate_continuation``). The prompt must be shorter than ``duration`` and 30 s.
+        Keyword options: those of ``generate_tokens`` but ``prompt_codes``.
         """
         from musicgen.continuation import continuation_codes
 
+        options = generation_options(options, exclude=("prompt_codes",))
         codes = continuation_codes(self, prompt_audio, sample_rate, prompts)
-        return self.generate(
-            prompts,
-            duration=duration,
-            guidance_scale=guidance_scale,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            melody=melody,
-            melody_sample_rate=melody_sample_rate,
-            prompt_codes=codes,
-            extend_stride=extend_stride,
-        )
+        return self.generate(prompts, **options, prompt_codes=codes)
 
     def stream(
         self,
         prompts: str | Sequence[str],
         *,
-        duration: float = 8.0,
         chunk_frames: int = 50,
-        guidance_scale: float = 3.0,
-        top_k: int = 250,
-        top_p: float = 0.0,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        melody=None,
-        melody_sample_rate: int | None = None,
         prompt_audio=None,
         prompt_sample_rate: int | None = None,
-        extend_stride: float | None = None,
+        **options,
     ) -> Iterator[mx.array]:
         """Audio chunks (B, channels, samples) float32 while generating: ``generate`` (or
-        ``generate_continuation`` with ``prompt_audio``) a piece at a time.
+        ``generate_continuation`` with ``prompt_audio``) a piece at a time. Keyword options:
+        those of ``generate_tokens`` but ``prompt_codes``.
 
         Every ``chunk_frames`` generated frames are decoded as soon as the delay pattern has
         completed them; the codec holds back its look-ahead (a few frames) until the next
@@ -280,22 +199,11 @@ class MusicGen:
         from musicgen.streaming import check_chunk_frames, decode_stream, frame_chunks
 
         check_chunk_frames(chunk_frames)
+        options = generation_options(options, exclude=("prompt_codes",))
         codes = None
         if prompt_audio is not None:
             codes = continuation_codes(self, prompt_audio, prompt_sample_rate, prompts)
-        steps = self.stream_tokens(
-            prompts,
-            duration=duration,
-            guidance_scale=guidance_scale,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            melody=melody,
-            melody_sample_rate=melody_sample_rate,
-            prompt_codes=codes,
-            extend_stride=extend_stride,
-        )
+        steps = self.stream_tokens(prompts, **options, prompt_codes=codes)
         return decode_stream(self, frame_chunks(steps, chunk_frames, codes))
 
     def _check_codes(self, codes: Any) -> mx.array:
@@ -310,3 +218,23 @@ class MusicGen:
         if codes.size and (mx.min(codes).item() < 0 or mx.max(codes).item() >= vocab):
             raise InvalidArgumentError(f"codes must lie in [0, {vocab}).")
         return codes.astype(mx.int32)
+
+
+def generation_options(options: dict, exclude: tuple[str, ...] = ()) -> dict:
+    """``options`` checked against the keywords of ``MusicGen.generate_tokens`` (the one
+    definition of the generation options), with its defaults filled in (but for ``exclude``).
+
+    An unknown keyword, or one in ``exclude``, is a TypeError as for any Python call.
+    """
+    unknown = [name for name in options if name not in GENERATION_DEFAULTS or name in exclude]
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    defaults = {k: v for k, v in GENERATION_DEFAULTS.items() if k not in exclude}
+    return {**defaults, **options}
+
+
+GENERATION_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(MusicGen.generate_tokens).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
