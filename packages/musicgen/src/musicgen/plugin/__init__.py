@@ -113,7 +113,9 @@ def register_tools(register):
 
 @hookimpl
 def register_commands(cli):
-    """`mlx-rag music generate | from-text | demo`."""
+    """`mlx-rag music generate | from-text | demo | batch`."""
+    from musicgen.plugin.batch.command import batch_command
     from musicgen.plugin.cli import music_group
 
+    music_group.add_command(batch_command)
     cli.add_command(music_group)

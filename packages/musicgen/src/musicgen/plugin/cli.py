@@ -24,16 +24,20 @@ from musicgen.plugin.tool import run as music_tool
 NORMALIZE = NORMALIZE_MODES
 
 
-def _options(function):
-    """The generation options shared by the commands (all default to None: config, then tool)."""
-    options = [
+def _apply(function, options: list):
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def generation_options(function):
+    """The generation options of every command that generates (`generate`, `from-text`,
+    `demo`, `batch`); all default to None: the config, then the music tool."""
+    return _apply(function, [
         click.option("--model", "-m", metavar="ID", help="Model id, alias or local MusicGen "
                      "folder (default: facebook/musicgen-small)."),
         click.option("--duration", "-d", type=float, metavar="SECONDS",
                      help="Length of the track (default: 8)."),
-        click.option("--seed", type=click.IntRange(0, 2**63 - 1),
-                     help="Random seed; the same seed, prompt and options give the same audio "
-                          "(default: random, recorded in the sidecar)."),
         click.option("--guidance-scale", type=float, metavar="X",
                      help="Classifier-free guidance (1 = none; default: 3)."),
         click.option("--top-k", type=int, metavar="K", help="Sample among the K most likely "
@@ -42,13 +46,22 @@ def _options(function):
                      "(0 = off; default: 0)."),
         click.option("--temperature", type=float, metavar="T",
                      help="Sampling temperature (0 = greedy; default: 1)."),
-        click.option("--output", "-o", metavar="PATH", help="Audio file (.wav, .flac, .ogg) or "
-                     "folder (default: the music folder in the mlx-rag data dir)."),
         click.option("--format", "format_", type=click.Choice(FORMATS),
-                     help="Audio format when OUTPUT is a folder (default: wav)."),
+                     help="Audio format (default: wav; an --output file name sets its own)."),
         click.option("--normalize", type=click.Choice(NORMALIZE),
                      help="peak: loudest sample at -1 dBFS (default); rms: -20 dBFS RMS; "
                           "clip; none."),
+    ])  # fmt: skip
+
+
+def single_track_options(function):
+    """The generation options plus those of a single track (`generate`, `from-text`, `demo`)."""
+    return _apply(generation_options(function), [
+        click.option("--seed", type=click.IntRange(0, 2**63 - 1),
+                     help="Random seed; the same seed, prompt and options give the same audio "
+                          "(default: random, recorded in the sidecar)."),
+        click.option("--output", "-o", metavar="PATH", help="Audio file (.wav, .flac, .ogg) or "
+                     "folder (default: the music folder in the mlx-rag data dir)."),
         click.option("--overwrite", is_flag=True, default=None,
                      help="Replace the output file if it exists."),
         click.option("--melody", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
@@ -59,20 +72,20 @@ def _options(function):
         click.option("--stream", is_flag=True, default=None,
                      help="Write the .wav/.flac file while generating (clipped, not normalized)."),
         click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        function = option(function)
-    return function
+    ])  # fmt: skip
 
 
-def _prompt_options(function):
-    function = click.option("--llm", metavar="ID",
-                            help="LLM that describes the text (default: [llm] model).")(function)
-    return click.option(
-        "--prompt-from", type=click.Choice(PROMPT_FROM),
-        help="auto: the LLM if it is available locally, else the cue extractor (default); "
-             "llm: the LLM (downloaded if needed); extract: the cue extractor.",
-    )(function)  # fmt: skip
+def prompt_options(function):
+    """--prompt-from and --llm: how a prompt is built from a text."""
+    return _apply(function, [
+        click.option(
+            "--prompt-from", type=click.Choice(PROMPT_FROM),
+            help="auto: the LLM if it is available locally, else the cue extractor (default); "
+                 "llm: the LLM (downloaded if needed); extract: the cue extractor.",
+        ),
+        click.option("--llm", metavar="ID",
+                     help="LLM that describes the text (default: [llm] model)."),
+    ])  # fmt: skip
 
 
 TOOL_DEFAULTS = {name: p.default
@@ -157,7 +170,7 @@ def music_group() -> None:
 
 @music_group.command("generate")
 @click.argument("prompt")
-@_options
+@single_track_options
 def generate_command(prompt: str, as_json: bool, format_: str | None, **given) -> None:
     """Generate a track from PROMPT, such as "lofi piano with rain, slow tempo"."""
     if not prompt.strip():
@@ -168,9 +181,9 @@ def generate_command(prompt: str, as_json: bool, format_: str | None, **given) -
 
 @music_group.command("from-text")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-@_prompt_options
+@prompt_options
 @click.option("--prompt-only", is_flag=True, help="Print the music prompt and stop.")
-@_options
+@single_track_options
 def from_text_command(file, prompt_from: str | None, llm: str | None, prompt_only: bool,
                       as_json: bool, format_: str | None, **given) -> None:
     """Generate a track from the music a text suggests (FILE, or - for standard input)."""
@@ -204,8 +217,8 @@ def from_text_command(file, prompt_from: str | None, llm: str | None, prompt_onl
               help="Passages to retrieve.")
 @click.option("--smoke", is_flag=True,
               help="Use the untrained smoke checkpoint at once (no download attempt).")
-@_prompt_options
-@_options
+@prompt_options
+@single_track_options
 def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
                  prompt_from: str | None, llm: str | None, as_json: bool, format_: str | None,
                  **given) -> None:
@@ -250,9 +263,6 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
     elif result["fallback"]:
         note("Reminder: this track comes from the UNTRAINED smoke checkpoint (noise, not "
              "music); see above for how to get the real model.")
-
-
-import musicgen.plugin.batch.command  # noqa: E402, F401 - adds `mlx-rag music batch` to music_group
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(music_group())

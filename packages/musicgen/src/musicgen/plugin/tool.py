@@ -4,6 +4,8 @@
 demo. It checks every option and the output path before loading anything, gets the model with
 ``rag_core.get_registry().get(model_id)``, writes the audio to a temporary file in the target
 folder and renames it into place, so an error or Ctrl-C never leaves a partial file behind.
+``track_record`` and ``write_track`` (the record, then the audio and its sidecar) are shared
+with the batch runner (musicgen.plugin.batch.runner).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 FORMATS = ("wav", "flac", "ogg")
 INPUTS = ("auto", "answer", "retrieved", "question")
 SIDECAR_VERSION = 1
-StepCallback = Callable[[int, int], None]  # (steps done, total steps)
+StepCallback = Callable[[float, float], None]  # (done, total): steps, or a progress bar's unit
 Status = Callable[[str], None]
 
 
@@ -110,7 +112,7 @@ def sidecar_path(audio: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _reserved(path: Path, overwrite: bool) -> Iterator[Path]:
+def reserve_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary file beside ``path`` (created now, so an unwritable folder fails before any
     work); removed on exit unless it was renamed to ``path``."""
     if path.exists() and not overwrite:
@@ -138,7 +140,7 @@ def _reserved(path: Path, overwrite: bool) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (temp file + rename)."""
     tmp = path.with_name(f".{path.name}.part")
     try:
@@ -187,7 +189,7 @@ def make_track(
     counts it). ``stream``: write the .wav/.flac file while generating (clipped, since peak
     or RMS normalization needs the whole track). See docs/musicgen-features.md.
     """
-    from musicgen.audio import NORMALIZE_MODES, save_audio
+    from musicgen.audio import NORMALIZE_MODES
     from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
 
     start = time.perf_counter()
@@ -212,7 +214,7 @@ def make_track(
         if path.suffix.lower() not in (".wav", ".flac"):
             raise InvalidArgumentError(f"cannot stream to {path.name}: use a .wav or .flac file.")
         normalize = "clip"
-    with _reserved(path, overwrite) as tmp:
+    with reserve_output(path, overwrite) as tmp:
         music, spec = load_music_model(model, status)
         untrained = is_smoke_checkpoint(spec.location)
         if untrained:
@@ -223,6 +225,7 @@ def make_track(
         steps = music.stream_tokens(prompt.text, seed=seed, melody=melody,
                                     prompt_codes=audio_prompt, **asdict(sampling))  # fmt: skip
         steps = _reported(steps, on_step)
+        audio = None
         if stream:
             from musicgen.streaming import CHUNK_FRAMES, decode_stream, frame_chunks, write_stream
 
@@ -245,7 +248,6 @@ def make_track(
             generated = time.perf_counter()
             audio = music.decode(codes)[0]
             decoded = time.perf_counter()
-            save_audio(tmp, audio, music.sample_rate, normalize=normalize)
             channels, samples = audio.shape
         parameters = {**asdict(sampling), "normalize": normalize}
         for key, audio_file in (("melody", melody), ("continue_from", continue_from)):
@@ -253,38 +255,90 @@ def make_track(
                 parameters[key] = str(audio_file)
         if stream:
             parameters["stream"] = True
-        record = {
-            "path": str(path.resolve()),
-            "sidecar": str(sidecar_path(path).resolve()),
-            "format": path.suffix[1:].lower(),
-            "prompt": prompt.text,
-            "prompt_source": prompt.to_dict(),
-            "model": model,
-            "model_source": spec.location,
-            "untrained": untrained,
-            "seed": seed,
-            "parameters": parameters,
-            "duration": round(samples / music.sample_rate, 4),
-            "sample_rate": music.sample_rate,
-            "channels": channels,
-            "timings": {},
-        }
-        if untrained:
-            record["notice"] = NOTICE
-        if path.exists() and not overwrite:  # appeared while we were generating
-            raise OutputExistsError(f"{path} appeared while generating; nothing was replaced. "
-                                    "Pass --overwrite to replace it.")  # fmt: skip
-        os.replace(tmp, path)
-        done = time.perf_counter()
+        record = track_record(path, prompt, model=model, model_source=spec.location,
+                              untrained=untrained, seed=seed, parameters=parameters,
+                              sample_rate=music.sample_rate, channels=channels,
+                              samples=samples)  # fmt: skip
         record["timings"] = {
             "load_s": round(loaded - start, 3),
             "generate_s": round(generated - loaded, 3),
             "decode_s": round(decoded - generated, 3),
-            "write_s": round(done - decoded, 3),
-            "total_s": round(done - start, 3),
         }
-    _write_json(sidecar_path(path), sidecar(record))
+        written = write_track(path, audio, record, normalize=normalize, overwrite=overwrite,
+                              tmp=tmp, started=start)  # fmt: skip
+    return {key: written[key] for key in record}
+
+
+def track_record(
+    path: Path,
+    prompt: MusicPrompt,
+    *,
+    model: str,
+    model_source: str,
+    untrained: bool,
+    seed: int,
+    parameters: dict,
+    sample_rate: int,
+    channels: int,
+    samples: int,
+) -> dict:
+    """The result record of a track written to ``path`` (the sidecar's content, but the
+    timings and what ``sidecar`` adds)."""
+    from musicgen.plugin.smoke import NOTICE
+
+    record = {
+        "path": str(path.resolve()),
+        "sidecar": str(sidecar_path(path).resolve()),
+        "format": path.suffix[1:].lower(),
+        "prompt": prompt.text,
+        "prompt_source": prompt.to_dict(),
+        "model": model,
+        "model_source": model_source,
+        "untrained": untrained,
+        "seed": seed,
+        "parameters": parameters,
+        "duration": round(samples / sample_rate, 4),
+        "sample_rate": sample_rate,
+        "channels": channels,
+    }
+    if untrained:
+        record["notice"] = NOTICE
     return record
+
+
+def write_track(
+    path: Path,
+    audio: Any,
+    record: dict,
+    *,
+    normalize: str = "peak",
+    overwrite: bool = False,
+    tmp: Path | None = None,
+    started: float | None = None,
+) -> dict:
+    """Write ``audio`` (channels, samples) to ``path``, then its sidecar; return the sidecar.
+
+    The audio goes through a temporary file renamed into place (``tmp``: one already reserved
+    with ``reserve_output``; ``audio=None``: ``tmp`` already holds it, as after streaming).
+    ``record["timings"]`` gets ``write_s``, and ``total_s`` since ``started``.
+    """
+    from musicgen.audio import save_audio
+
+    begin = time.perf_counter()
+    with contextlib.nullcontext(tmp) if tmp is not None else reserve_output(path, overwrite) as tmp:
+        if audio is not None:
+            save_audio(tmp, audio, record["sample_rate"], normalize=normalize)
+        if path.exists() and not overwrite:  # appeared while we were generating
+            raise OutputExistsError(f"{path} appeared while generating; nothing was replaced. "
+                                    "Pass --overwrite to replace it.")  # fmt: skip
+        os.replace(tmp, path)
+    done = time.perf_counter()
+    timings = {**record.get("timings", {}), "write_s": round(done - begin, 3)}
+    if started is not None:
+        timings["total_s"] = round(done - started, 3)
+    data = sidecar({**record, "timings": timings})
+    write_json(sidecar_path(path), data)
+    return data
 
 
 def _reported(steps, on_step: StepCallback | None):
@@ -415,11 +469,18 @@ def run(
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, enabled: bool | None = None) -> Iterator[StepCallback]:
-    """A callback that drives a tqdm bar over generation steps on stderr.
+def progress_bar(
+    description: str,
+    enabled: bool | None = None,
+    *,
+    unit: str = "step",
+    bar_format: str | None = None,
+) -> Iterator[StepCallback]:
+    """A callback ``(done, total)`` that drives a tqdm bar on stderr, counting ``unit``s
+    (generation steps by default).
 
-    ``enabled=None`` shows it only on a terminal. The bar starts at the first step, when the
-    number of steps is known.
+    ``enabled=None`` shows it only on a terminal. The bar starts at the first report, when the
+    total is known, and starts again if the total changes.
     """
     from tqdm import tqdm
 
@@ -430,7 +491,8 @@ def progress_bar(description: str, enabled: bool | None = None) -> Iterator[Step
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
-            bar = tqdm(total=total, desc=description, unit="step", leave=False, file=sys.stderr,
+            bar = tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr,
+                       bar_format=bar_format,
                        disable=None if enabled is None else not enabled)  # fmt: skip
         bar.update(done - bar.n)
 

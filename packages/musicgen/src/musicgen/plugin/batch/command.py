@@ -1,7 +1,6 @@
 """`mlx-rag music batch JOBS --out DIR`: a thin command over ``musicgen.plugin.batch.run_batch``.
 
-Importing this module adds the command to the `mlx-rag music` group (musicgen.plugin.cli
-imports it).
+The plugin adds it to the `mlx-rag music` group (musicgen.plugin's register_commands).
 
 Run it alone, or under ``mlx.launch`` (``mlx.launch -n 2 --backend ring -- mlx-rag music batch
 ...``): every process is one rank of ``mx.distributed`` and takes its share of the jobs.
@@ -10,40 +9,20 @@ Options left out fall back to ``[tools.music]`` in the config, then to the music
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from musicgen.plugin.batch.jobs import Options
 from musicgen.plugin.batch.plan import Agreement
-from musicgen.plugin.batch.runner import Progress, Settings, Summary, run_batch
-from musicgen.plugin.cli import NORMALIZE, _prompt_options, music_group, settings
-from musicgen.plugin.tool import FORMATS
+from musicgen.plugin.batch.runner import Settings, Summary, run_batch
+from musicgen.plugin.cli import generation_options, prompt_options, settings
+from musicgen.plugin.tool import progress_bar
 
-
-@contextlib.contextmanager
-def progress_bar(label: str, enabled: bool | None) -> Iterator[Progress]:
-    """A tqdm bar over seconds of audio on stderr (``enabled=None``: only on a terminal)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=label, unit="s", unit_scale=False, leave=False, file=sys.stderr,
-               disable=None if enabled is None else not enabled,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
-                          "[{elapsed}<{remaining}]")
-
-    def update(done: float, total: float) -> None:
-        if bar.total != total:
-            bar.reset(total)
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        bar.close()
+AUDIO_SECONDS_BAR = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
+                     "[{elapsed}<{remaining}]")
 
 
 def note(message: str) -> None:
@@ -79,20 +58,8 @@ def describe(summary: Summary) -> list[str]:
               help="Jobs with the same options generated together in one call.")
 @click.option("--strict", is_flag=True,
               help="Stop before any work if a job line is bad (default: report and skip it).")
-@click.option("--model", "-m", metavar="ID", help="Default model of the jobs (default: "
-              "facebook/musicgen-small).")
-@click.option("--duration", "-d", type=float, metavar="SECONDS",
-              help="Default length of a track (default: 8).")
-@click.option("--guidance-scale", type=float, metavar="X",
-              help="Default classifier-free guidance (default: 3).")
-@click.option("--top-k", type=int, metavar="K", help="Default top-k (default: 250).")
-@click.option("--top-p", type=float, metavar="P", help="Default top-p (default: 0).")
-@click.option("--temperature", type=float, metavar="T", help="Default temperature (default: 1).")
-@click.option("--format", "format_", type=click.Choice(FORMATS),
-              help="Default audio format (default: wav).")
-@click.option("--normalize", type=click.Choice(NORMALIZE),
-              help="How every track is normalized (default: peak).")
-@_prompt_options
+@generation_options
+@prompt_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Passages retrieved for a job with a 'query'.")
 @click.option("--progress/--no-progress", default=None,
@@ -102,6 +69,8 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
                   prompt_from: str | None, llm: str | None, k: int, progress: bool | None,
                   as_json: bool, **given) -> None:
     """Generate a track for every job in JOBS (a JSONL file) into the folder --out DIR.
+
+    The generation options are the jobs' defaults; --normalize applies to every track.
 
     One JSON object per line: "prompt", "text" (the prompt is built from it) or "query"
     (retrieved from the store, then built into a prompt), and optionally "id", "duration",
@@ -118,7 +87,7 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
                    values["llm"])
     agreement = Agreement()
     label = f"rank {agreement.rank}" if agreement.size > 1 else "batch"
-    with progress_bar(label, progress) as on_progress:
+    with progress_bar(label, progress, unit="s", bar_format=AUDIO_SECONDS_BAR) as on_progress:
         summary = run_batch(run, agreement, log=note, on_progress=on_progress)
     if summary.rank == 0:
         if as_json:
@@ -141,5 +110,3 @@ def failure_message(failed: list[dict]) -> str:
     return (f"{len(failed)} job{'s' if len(failed) > 1 else ''} failed. " + " ".join(parts)
             + " Fix the cause and run the same command again: finished jobs are skipped.")
 
-
-music_group.add_command(batch_command)

@@ -25,7 +25,7 @@ from musicgen.plugin.batch.generate import generate_codes
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
 from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
 from musicgen.plugin.prompt import MusicPrompt, build_prompt
-from musicgen.plugin.tool import _reserved, _write_json, load_music_model, sidecar, source_text
+from musicgen.plugin.tool import load_music_model, source_text, track_record, write_track
 
 MANIFEST = "manifest.jsonl"
 PARTIAL = "manifest.rank{rank}.jsonl"
@@ -287,7 +287,7 @@ class BatchRun:
     def _generate(self, jobs: list[Job], prompts: list[MusicPrompt]
                   ) -> tuple[list[tuple[dict, Any]], dict]:
         """Generate and decode the batch: ((record, audio) per job, the batch's timings)."""
-        from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
+        from musicgen.plugin.smoke import is_smoke_checkpoint
 
         options = jobs[0].options
         started = time.perf_counter()
@@ -307,39 +307,20 @@ class BatchRun:
         records = []
         for job, prompt, track in zip(jobs, prompts, audio, strict=True):
             channels, samples = track.shape
-            record = {
-                "path": str((self.out / job.audio_name).resolve()),
-                "sidecar": str((self.out / job.sidecar_name).resolve()),
-                "format": options.format,
-                "prompt": prompt.text,
-                "prompt_source": prompt.to_dict(),
-                "model": options.model,
-                "model_source": spec.location,
-                "untrained": untrained,
-                "seed": job.seed,
-                "parameters": {**asdict(sampling), "normalize": options.normalize},
-                "duration": round(samples / music.sample_rate, 4),
-                "sample_rate": music.sample_rate,
-                "channels": channels,
-                **({"notice": NOTICE} if untrained else {}),
-            }
+            record = track_record(
+                self.out / job.audio_name, prompt, model=options.model,
+                model_source=spec.location, untrained=untrained, seed=job.seed,
+                parameters={**asdict(sampling), "normalize": options.normalize},
+                sample_rate=music.sample_rate, channels=channels, samples=samples,
+            )  # fmt: skip
             records.append((record, track))
         return records, timings
 
     def _write(self, job: Job, record: dict, audio: Any, batch_size: int,
                timings: dict) -> dict:
         """Write the audio, then the sidecar (each atomically); return the sidecar."""
-        from musicgen.audio import save_audio
-
-        started = time.perf_counter()
-        path = self.out / job.audio_name
         remove_leftovers(job, self.out)
-        with _reserved(path, overwrite=True) as tmp:
-            save_audio(tmp, audio, record["sample_rate"], normalize=job.options.normalize)
-            os.replace(tmp, path)
-        written = round(time.perf_counter() - started, 3)
-        record = {**record, "timings": {**timings, "write_s": written}}
-        record["batch"] = {
+        batch = {
             "job": job.id,
             "line": job.line,
             "jobs_file": str(Path(self.settings.jobs).resolve()),
@@ -352,9 +333,9 @@ class BatchRun:
             "ranks": self.size,
             "host": self.host,
         }
-        data = sidecar(record)
-        _write_json(self.out / job.sidecar_name, data)
-        return data
+        return write_track(self.out / job.audio_name, audio,
+                           {**record, "timings": timings, "batch": batch},
+                           normalize=job.options.normalize, overwrite=True)  # fmt: skip
 
     def _finish(self, plan: Plan, jobs: JobList, entries: list[dict], reused: int,
                 failed: list[dict], audio_seconds: float, start: float) -> Summary:
