@@ -117,6 +117,20 @@ def test_existing_output_needs_overwrite_and_unwritable_output_fails(cli, tiny, 
     assert result.exit_code == 1 and "x.wav is a file, not a folder" in result.stderr
 
 
+def test_duration_cap_is_the_librarys(cli, tiny, out):
+    """The CLI (through the tool) takes any duration the library generates (long-form, in
+    windows), and refuses longer ones with the library's cap."""
+    from musicgen.longform import LONGFORM_MAX_DURATION
+
+    (out / "x.wav").write_bytes(b"keep")
+    args = ("music", "generate", "calm", "-m", tiny, "-o", out / "x.wav")
+    result = cli(*args, "-d", LONGFORM_MAX_DURATION)  # the duration passes; the output does not
+    assert result.exit_code == 1 and "x.wav already exists" in result.stderr
+    result = cli(*args, "-d", LONGFORM_MAX_DURATION + 1)
+    assert result.exit_code == 1
+    assert f"longer than the {LONGFORM_MAX_DURATION:.0f} s supported" in result.stderr
+
+
 def test_progress_bar_counts_generation_steps(capsys):
     with musicgen.plugin.cli.progress_bar("generating", enabled=True) as on_step:
         for done in range(1, 61):

@@ -48,9 +48,11 @@ class Sampling:
     temperature: float = 1.0
 
     def check(self, seed: int | None = None) -> None:
+        """Durations up to what ``MusicGen.generate_tokens`` accepts (long-form, in windows)."""
         from musicgen.generate import check_options
+        from musicgen.longform import LONGFORM_MAX_DURATION
 
-        check_options(**asdict(self), seed=seed)
+        check_options(**asdict(self), seed=seed, max_duration=LONGFORM_MAX_DURATION)
 
 
 class OutputExistsError(RagError):
