@@ -16,6 +16,10 @@ from musicgen.longform import TRAINED_DURATION, generation_steps
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
+# Frames EnCodec decodes at a time: its float32 activations peak near 5 MB per frame and clip
+# (encodec_32khz), so a 10 s clip decoded whole would need 2.5 GB, in 1 s windows 0.27 GB.
+DECODE_WINDOW = 50
+
 
 class MusicGen:
     """A loaded MusicGen model; build it with ``musicgen.load``."""
@@ -128,10 +132,11 @@ class MusicGen:
     def decode(self, codes: mx.array) -> mx.array:
         """Codes (B, K, T) -> float32 audio (B, channels, T x hop) at ``sample_rate``.
 
-        Codes longer than ``max_duration`` are decoded a window at a time (bounded memory).
+        Codes longer than ``DECODE_WINDOW`` frames (or ``max_duration``) are decoded a window
+        at a time (the same samples, bounded memory).
         """
         codes = self._check_codes(codes)
-        window = round(self.max_duration * self.frame_rate)
+        window = min(round(self.max_duration * self.frame_rate), DECODE_WINDOW)
         if codes.shape[2] > window:
             from musicgen.streaming import decode_in_chunks
 
