@@ -146,3 +146,13 @@ def test_hub_pattern_takes_musicgen_repos():
     assert not is_musicgen_repo("facebook/encodec_32khz") and not is_musicgen_repo("musicgen")
     spec = rag_core.get_registry().spec("someone/my-musicgen-finetune")
     assert (spec.kind, spec.plugin) == ("music", "musicgen")
+
+
+def test_pulling_the_smoke_model_builds_it_locally(cli, mlx_rag_home, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # proves no download is attempted
+    path = mlx_rag_home / "models" / SMOKE_ID
+    assert not path.exists()
+    result = cli("models", "pull", SMOKE_ID)
+    assert result.exit_code == 0, result.output
+    assert f"Built {SMOKE_ID} locally at {path}" in result.output
+    assert is_smoke_checkpoint(path)

@@ -18,7 +18,9 @@ def register_models(register):
     for each model, or ``register(pattern)`` with a ``rag_core.ModelPattern`` for a family
     of sources the plugin can load (for example any local directory whose config.json has
     ``model_type = "musicgen"``). Loaders are called lazily, at most once per model, by
-    ``registry.get(id)``. An id or alias that another plugin registered is an error.
+    ``registry.get(id)``. ``allow_patterns`` names the files ``mlx-rag models pull`` fetches;
+    ``prepare()``, for models built locally rather than downloaded, is what ``pull`` calls
+    instead. An id or alias that another plugin registered is an error.
     """
 
 

@@ -37,6 +37,7 @@ class ModelSpec:
     source: str | None = None  # hub repo id or local dir; defaults to id
     plugin: str = ""  # set by the registry
     allow_patterns: tuple[str, ...] | None = None  # files `models pull` fetches (None: defaults)
+    prepare: Callable[[], Any] | None = None  # builds the files locally instead of a download
 
     @property
     def location(self) -> str:

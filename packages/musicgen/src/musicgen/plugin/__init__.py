@@ -76,7 +76,7 @@ def is_musicgen_repo(source: str) -> bool:
 def register_models(register):
     """facebook/musicgen-small/-medium/-large, the smoke checkpoint, and MusicGen folders."""
     from musicgen.loading import ALLOW_PATTERNS
-    from musicgen.plugin.smoke import smoke_dir, smoke_size_bytes
+    from musicgen.plugin.smoke import ensure_smoke_checkpoint, smoke_dir, smoke_size_bytes
 
     for model_id, (hidden, layers, heads, about) in HUB_MODELS.items():
         register(ModelSpec(
@@ -87,7 +87,7 @@ def register_models(register):
         ))  # fmt: skip
     register(ModelSpec(
         id=SMOKE_ID, kind="music", loader=load_smoke, source=str(smoke_dir()),
-        size_bytes=smoke_size_bytes(),
+        size_bytes=smoke_size_bytes(), prepare=ensure_smoke_checkpoint,
         description="UNTRAINED smoke checkpoint built locally (random weights: noise, not "
         "music), for checking the pipeline without a download",
     ))  # fmt: skip

@@ -77,24 +77,27 @@ def list_models(kind: str | None, as_json: bool) -> None:
             click.echo(f"  {p.name} ({p.kind}, plugin {p.plugin}): {p.description or '-'}")
 
 
-def _location(model_id: str) -> tuple[str, tuple[str, ...] | None]:
-    """The source `pull`/`rm` act on: a registered model's source, or a plain hub repo id."""
+def _spec(model_id: str) -> ModelSpec:
+    """The spec `pull`/`rm` act on: a registered model's, or one for a plain hub repo id."""
     try:
-        spec = get_registry().spec(model_id)
+        return get_registry().spec(model_id)
     except ModelNotFoundError:
         if not looks_like_repo_id(model_id):
             raise
         click.echo(f"Note: '{model_id}' is not a registered model; using it as a hub repo id.",
                    err=True)
-        return model_id, None
-    return spec.location, spec.allow_patterns
+        return ModelSpec(id=model_id, kind="?", loader=lambda source: None)
 
 
 @models_group.command("pull")
 @click.argument("model_id")
 def pull(model_id: str) -> None:
     """Download a model (registered id, alias, or hub repo id) into the local cache."""
-    location, patterns = _location(model_id)
+    spec = _spec(model_id)
+    location, patterns = spec.location, spec.allow_patterns
+    if spec.prepare is not None:
+        click.echo(f"Built {spec.id} locally at {spec.prepare()} (it needs no download).")
+        return
     if Path(location).expanduser().is_dir():
         click.echo(f"'{model_id}' is the local directory {location}; nothing to pull.")
         return
@@ -123,7 +126,7 @@ def _pull_failure(location: str, exc: ModelUnavailableError) -> str:
 @click.argument("model_id")
 def rm(model_id: str) -> None:
     """Delete a downloaded model from the local cache."""
-    location, _ = _location(model_id)
+    location = _spec(model_id).location
     if Path(location).expanduser().is_dir():
         raise ModelUnavailableError(
             f"'{model_id}' is the local directory {location}, not a download in the cache; "
