@@ -21,8 +21,11 @@ transformers' end-to-end time in the same run divided by ours.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -30,8 +33,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+# torch first where it is installed: it loads the cuDNN it was built against, which MLX's CUDA
+# backend then shares (the other way round, torch finds MLX's older cuDNN and refuses to run).
+with contextlib.suppress(ImportError):
+    import torch  # noqa: F401
+
 import mlx.core as mx
+import musicgen.decoder
 import numpy as np
+from mlx.utils import tree_flatten
 from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias
 from musicgen.delay import apply_delay, codebook_delays, num_steps
@@ -71,6 +81,7 @@ class Row:
     peak_gb: float = float("nan")
     weights_gb: float = float("nan")
     finite: bool | None = None
+    components_gb: dict = field(default_factory=dict)  # parameter bytes per sub-model
     runs: list = field(default_factory=list)
 
     @property
@@ -101,8 +112,9 @@ def word_tokenizer() -> PromptTokenizer:
 
 
 def config_dict(name: str) -> dict:
+    """config.json content of facebook/musicgen-NAME (a fresh copy: transformers edits it)."""
     hidden, layers, heads, _ = HUB_MODELS[f"facebook/musicgen-{name}"]
-    return hub_config(hidden, layers, heads)
+    return copy.deepcopy(hub_config(hidden, layers, heads))
 
 
 def build_ours(name: str, dtype: str, seed: int = 0) -> MusicGen:
@@ -189,10 +201,15 @@ def measure_ours(
 ) -> Row:
     prompts = prompts_for(batch)
     impl = "mlx" if compile else "mlx-plain"
-    generate_phased(model, prompts, min(args.duration, 0.2), compile=compile)  # warm-up
+    # Warm-up: kernels are compiled at first use, for the windowed EnCodec decoding too.
+    generate_phased(model, prompts, min(args.duration, 1.2), compile=compile)
     gc.collect()
     weights = mx.get_active_memory()
     row = Row(name, impl, dtype, quant, batch, args.duration, 0, weights_gb=weights / 1e9)
+    row.components_gb = {
+        part: sum(v.nbytes for _, v in tree_flatten(getattr(model, part).parameters())) / 1e9
+        for part in ("text_encoder", "decoder", "codec")
+    }
     for i in range(args.repeat):
         mx.reset_peak_memory()
         run = generate_phased(model, prompts, args.duration, compile=compile, seed=i)
@@ -305,7 +322,7 @@ def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
         assert audio.shape[-1] == frames * 640, audio.shape
         return time.perf_counter() - start
 
-    run(min(args.duration, 0.2))  # warm-up
+    run(min(args.duration, 1.2))  # warm-up
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = [run(args.duration) for _ in range(args.repeat)]
@@ -342,6 +359,8 @@ def versions() -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "command": " ".join(sys.argv),
+        "gemv_rows": musicgen.decoder.GEMV_ROWS,
+        "MLX_MAX_OPS_PER_BUFFER": os.environ.get("MLX_MAX_OPS_PER_BUFFER", "default"),
     }
     try:
         import torch
@@ -359,9 +378,9 @@ def versions() -> dict:
 def table(rows: list[Row]) -> str:
     head = (
         "| model | impl | dtype | quant | batch | text ms | ms/step | EnCodec s | end-to-end s "
-        "| RTF | audio s/s | peak GB | finite | transformers / ours |"
+        "| RTF | audio s/s | weights GB | peak GB | finite | transformers / ours |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     reference = {(r.model, r.dtype, r.batch): r for r in rows if r.impl == "transformers"}
     for r in rows:
         ref = reference.get((r.model, r.dtype, r.batch))
@@ -371,7 +390,7 @@ def table(rows: list[Row]) -> str:
             f"| {r.model} | {r.impl} | {r.dtype} | {r.quantize or '-'} | {r.batch} "
             f"| {fmt(r.text_s * 1000)} | {fmt(r.step_ms)} | {fmt(r.codec_s, 2)} "
             f"| {fmt(r.e2e_s, 2)} | {fmt(r.rtf, 3)} | {fmt(r.audio_per_s, 2)} "
-            f"| {fmt(r.peak_gb, 2)} | {finite} | {ratio} |"
+            f"| {fmt(r.weights_gb, 2)} | {fmt(r.peak_gb, 2)} | {finite} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -403,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per row (median)")
     parser.add_argument("--best", action="store_true", help="report the fastest run, not median")
     parser.add_argument("--json", help="write rows, versions and quality to this file")
+    parser.add_argument("--gemv-rows", type=int, help="musicgen.decoder.GEMV_ROWS (tuning)")
     args = parser.parse_args(argv)
+    if args.gemv_rows is not None:
+        musicgen.decoder.GEMV_ROWS = args.gemv_rows
     if args.reference and not reference_available():
         print("torch/transformers not importable: no reference rows", file=sys.stderr)
         args.reference = False

@@ -71,10 +71,11 @@ class StaticLayerCache:
     reads the whole buffer and the mask hides the positions not written yet.
     """
 
-    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array):
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array, start: mx.array):
         self.keys = keys
         self.values = values
         self.offset = offset
+        self.start = start  # offset as the (1,) start index slice_update takes
 
     def mask(self, length: int) -> mx.array:
         """(length, max_length) additive mask: query i sees the keys at positions <= offset + i.
@@ -87,11 +88,8 @@ class StaticLayerCache:
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         """Write (B, H, L, D) keys and values at ``offset``; return the whole buffers."""
-        start = self.offset.reshape(1)
-        self.keys = mx.slice_update(self.keys, keys.astype(self.keys.dtype), start, axes=(2,))
-        self.values = mx.slice_update(
-            self.values, values.astype(self.values.dtype), start, axes=(2,)
-        )
+        self.keys = mx.slice_update(self.keys, keys, self.start, axes=(2,))
+        self.values = mx.slice_update(self.values, values, self.start, axes=(2,))
         return self.keys, self.values
 
 
@@ -159,7 +157,10 @@ class StaticCache:
         values: list[mx.array],
         position: mx.array,
     ) -> tuple[mx.array, list[mx.array], list[mx.array], mx.array]:
-        layers = [StaticLayerCache(k, v, position) for k, v in zip(keys, values, strict=True)]
+        start = position.reshape(1)
+        layers = [
+            StaticLayerCache(k, v, position, start) for k, v in zip(keys, values, strict=True)
+        ]
         logits = self._forward(codes, *args, layers)
         length = codes.shape[-1]
         return logits, [c.keys for c in layers], [c.values for c in layers], position + length

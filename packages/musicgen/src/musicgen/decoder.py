@@ -88,13 +88,16 @@ def linear(layer: nn.Module, x: mx.array, residual: mx.array | None = None) -> m
     otherwise the residual is added in the same matmul (``addmm``).
     """
     if type(layer) is nn.Linear and "bias" not in layer:
-        weight = layer.weight.T
+        weight = layer.weight
         if x.ndim == 3 and x.shape[1] == 1 and 1 < x.shape[0] <= GEMV_ROWS:
-            out = mx.matmul(x, mx.broadcast_to(weight, (x.shape[0], *weight.shape)))
+            # One view, (rows, in, out), of the (out, in) weight: transposed and repeated.
+            out_dim, in_dim = weight.shape
+            view = mx.as_strided(weight, (x.shape[0], in_dim, out_dim), (0, 1, in_dim))
+            out = mx.matmul(x, view)
         elif residual is not None:
-            return mx.addmm(residual, x, weight)
+            return mx.addmm(residual, x, weight.T)
         else:
-            return x @ weight
+            return x @ weight.T
     else:
         out = layer(x)
     return out if residual is None else residual + out
@@ -122,12 +125,17 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(dim, dim, bias=False)
 
     def _heads(self, x: mx.array) -> mx.array:
+        """(B, L, H x D) -> (B, H, L, D); for one position a reshape (the same memory order)."""
         B, L, _ = x.shape
+        if L == 1:
+            return x.reshape(B, self.num_heads, 1, -1)
         return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)
 
     def project_kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
-        """Cross-attention keys and values (B, H, S, D) of ``x``: once per generation."""
-        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        """Cross-attention keys and values (B, H, S, D) of ``x``: once per generation, stored
+        contiguous so that no step copies them again."""
+        keys, values = self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        return mx.contiguous(keys), mx.contiguous(values)
 
     def __call__(
         self,
@@ -141,8 +149,12 @@ class Attention(nn.Module):
         B, L, _ = x.shape
         if kv is None:
             qkv = linear(self.qkv_proj, x)
-            qkv = qkv.reshape(B, L, 3, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
-            queries, keys, values = qkv[0], qkv[1], qkv[2]
+            if L == 1:  # (B, 3 x H x D) in memory order is (B, 3, H, 1, D): views, no copies
+                qkv = qkv.reshape(B, 3, self.num_heads, 1, -1)
+                queries, keys, values = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+            else:
+                qkv = qkv.reshape(B, L, 3, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
+                queries, keys, values = qkv[0], qkv[1], qkv[2]
             if cache is not None:
                 keys, values = cache.update_and_fetch(keys, values)
         else:
@@ -151,7 +163,8 @@ class Attention(nn.Module):
         out = mx.fast.scaled_dot_product_attention(
             queries, keys, values, scale=self.scale, mask=mask
         )
-        return linear(self.out_proj, out.transpose(0, 2, 1, 3).reshape(B, L, -1), residual)
+        out = out.reshape(B, 1, -1) if L == 1 else out.transpose(0, 2, 1, 3).reshape(B, L, -1)
+        return linear(self.out_proj, out, residual)
 
 
 class DecoderLayer(nn.Module):
