@@ -31,7 +31,7 @@ def test_plugin_registers_models_patterns_tool_and_command(cli):
     assert record["status"] == "enabled", record["error"]
     assert record["models"] == ["facebook/musicgen-small", "facebook/musicgen-medium",
                                 "facebook/musicgen-large", SMOKE_ID]
-    assert record["patterns"] == ["musicgen-dir", "musicgen-hub"]
+    assert record["patterns"] == ["musicgen-dir", "musicgen-hub", "musicgen-quantized"]
     assert record["tools"] == ["music"] and record["commands"] == ["music"]
     registry = rag_core.get_registry()
     small = registry.spec("musicgen-small")  # alias

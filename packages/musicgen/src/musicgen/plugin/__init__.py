@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from rag_core import ModelPattern, ModelSpec, Tool, hookimpl
@@ -72,6 +73,49 @@ def is_musicgen_repo(source: str) -> bool:
     return "musicgen" in source.split("/")[1].lower()
 
 
+QUANTIZED = re.compile(r"(?P<base>.+)@q(?P<bits>4|8)")  # "musicgen-small@q4"
+
+
+def quantized_id(model_id: str, bits: int) -> str:
+    """The registry id of ``model_id`` with a ``bits``-bit decoder: its canonical id (aliases
+    and folders resolved, so they share one cached model) plus "@q4" or "@q8"."""
+    from rag_core import get_registry
+
+    return f"{get_registry().spec(model_id).id}@q{bits}"
+
+
+def split_quantized(source: str) -> tuple[str, int] | None:
+    """"musicgen-small@q4" -> ("musicgen-small", 4); None for any other source."""
+    match = QUANTIZED.fullmatch(source)
+    return None if match is None else (match["base"], int(match["bits"]))
+
+
+def is_quantized_music(source: str) -> bool:
+    """``<music model id, alias or folder>@q4`` or ``@q8``."""
+    from rag_core import RagError, get_registry
+
+    parts = split_quantized(source)
+    if parts is None or split_quantized(parts[0]) is not None:
+        return False
+    try:
+        return get_registry().spec(parts[0]).kind == "music"
+    except RagError:
+        return False
+
+
+def load_quantized(source: str):
+    """The registry's loader for "<base>@q4|8": the base model with a quantized decoder."""
+    from rag_core import get_registry
+
+    from musicgen.loading import load
+
+    base, bits = split_quantized(source)
+    spec = get_registry().spec(base)
+    if spec.prepare is not None:  # the smoke checkpoint builds its files first
+        spec.prepare()
+    return load(spec.location, quantize=bits)
+
+
 @hookimpl
 def register_models(register):
     """facebook/musicgen-small/-medium/-large, the smoke checkpoint, and MusicGen folders."""
@@ -99,6 +143,11 @@ def register_models(register):
     register(ModelPattern(
         name="musicgen-hub", kind="music", matches=is_musicgen_repo, loader=load_model,
         description="a MusicGen repo on the Hugging Face Hub (OWNER/...musicgen...)",
+    ))  # fmt: skip
+    register(ModelPattern(
+        name="musicgen-quantized", kind="music", matches=is_quantized_music,
+        loader=load_quantized, description="a music model id, alias or folder with a 4- or "
+        "8-bit decoder: ID@q4 or ID@q8 (cached apart from the full-precision model)",
     ))  # fmt: skip
 
 

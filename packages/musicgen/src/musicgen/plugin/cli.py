@@ -18,7 +18,7 @@ from rag_core.errors import ConfigError
 
 from musicgen.audio import NORMALIZE_MODES
 from musicgen.plugin.prompt import PROMPT_FROM, MusicPrompt, build_prompt
-from musicgen.plugin.tool import FORMATS, Sampling, make_track, progress_bar
+from musicgen.plugin.tool import FORMATS, Sampling, check_quantize, make_track, progress_bar
 from musicgen.plugin.tool import run as music_tool
 
 NORMALIZE = NORMALIZE_MODES
@@ -51,6 +51,10 @@ def generation_options(function):
         click.option("--normalize", type=click.Choice(NORMALIZE),
                      help="peak: loudest sample at -1 dBFS (default); rms: -20 dBFS RMS; "
                           "clip; none."),
+        click.option("--quantize", type=click.Choice(["4", "8"]), metavar="4|8",
+                     callback=lambda ctx, param, value: None if value is None else int(value),
+                     help="Bits per decoder weight: a smaller, faster model with a small "
+                          "quality loss (default: full precision)."),
     ])  # fmt: skip
 
 
@@ -104,6 +108,11 @@ def settings(given: dict) -> dict:
                 f"Invalid config in {config.source('tools.music')}: 'tools.music.{key}' is not "
                 f"an option of the music tool (options: {', '.join(TOOL_DEFAULTS)})."
             )
+    try:
+        check_quantize(configured.get("quantize"))
+    except ValueError as exc:
+        raise ConfigError(f"Invalid config in {config.source('tools.music')}: "
+                          f"tools.music.{exc}") from None
     values = {**TOOL_DEFAULTS, **configured}
     values.update({k: v for k, v in given.items() if v is not None})
     return values
@@ -117,7 +126,7 @@ def track_options(values: dict) -> dict:
             "output": values["output"], "format": values["format"],
             "normalize": values["normalize"], "overwrite": values["overwrite"],
             "melody": values["melody"], "continue_from": values["continue_from"],
-            "stream": values["stream"]}  # fmt: skip
+            "stream": values["stream"], "quantize": values["quantize"]}  # fmt: skip
 
 
 def note(message: str) -> None:

@@ -36,15 +36,17 @@ def demo_store() -> Path:
     return home_dir() / "demo" / "store.sqlite3"
 
 
-def choose_model(model: str, say: Say, *, smoke: bool = False) -> str:
-    """``model`` if it can be loaded; else, after saying why, the smoke checkpoint."""
+def choose_model(model: str, say: Say, *, smoke: bool = False,
+                 quantize: int | None = None) -> str:
+    """``model`` (with a ``quantize``-bit decoder) if it can be loaded; else, after saying
+    why, the smoke checkpoint."""
     from rag_core.errors import ModelUnavailableError
 
     if smoke:
         say(f"Using the smoke checkpoint as asked: {NOTICE}")
         return SMOKE_ID
     try:
-        load_music_model(model, say)  # loads once; the music step then finds it loaded
+        load_music_model(model, say, quantize)  # loads once; the music step then finds it loaded
         return model
     except ModelUnavailableError as exc:
         say(f"The music model '{model}' cannot be loaded: {exc}")
@@ -83,7 +85,7 @@ def run_demo(
     report = ingest_paths([corpus_dir()], store=store, note=say)
     say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")
     requested = music["model"]
-    music["model"] = choose_model(requested, say, smoke=smoke)
+    music["model"] = choose_model(requested, say, smoke=smoke, quantize=music.get("quantize"))
     steps: list[dict] = [{"tool": "retrieve", "k": k, "store": str(store)}]
     if music["prompt_from"] != "extract":
         llm = music["llm"]

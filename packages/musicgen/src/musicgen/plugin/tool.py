@@ -154,14 +154,36 @@ def write_json(path: Path, data: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_music_model(model_id: str, on_status: Status | None = None) -> tuple[Any, Any]:
-    """(the loaded MusicGen, its registry spec); errors say what to do."""
+def check_quantize(quantize: Any) -> int | None:
+    """None (full precision), 4 or 8; InvalidArgumentError otherwise."""
+    from musicgen.quantize import BITS
+
+    if quantize is not None and (type(quantize) is not int or quantize not in BITS):
+        raise InvalidArgumentError(
+            f"quantize must be 4 or 8 (bits per decoder weight), got {quantize!r}; leave it "
+            "out for full precision."
+        )
+    return quantize
+
+
+def load_music_model(
+    model_id: str, on_status: Status | None = None, quantize: int | None = None
+) -> tuple[Any, Any]:
+    """(the loaded MusicGen, its registry spec); errors say what to do.
+
+    ``quantize`` (4 or 8) loads it with a quantized decoder, cached in the registry under its
+    own id ("<id>@q4"), apart from the full-precision model.
+    """
     from rag_core.plugins import get_registry
     from rag_core.retrieval import get_model
+
+    from musicgen.plugin import quantized_id
 
     if not isinstance(model_id, str) or not model_id.strip():
         raise InvalidArgumentError("model is empty: give a model id such as "
                                    f"{DEFAULT_MODEL} or a local MusicGen folder.")  # fmt: skip
+    if check_quantize(quantize) is not None:
+        model_id = quantized_id(model_id, quantize)
     spec = get_registry().spec(model_id)
     if on_status is not None and not get_registry().is_loaded(spec.id):
         on_status(f"Loading {model_id} ...")
@@ -183,13 +205,15 @@ def make_track(
     melody: str | os.PathLike | None = None,
     continue_from: str | os.PathLike | None = None,
     stream: bool = False,
+    quantize: int | None = None,
 ) -> dict:
     """Generate audio for ``prompt`` and write it with its sidecar; return the result record.
 
     ``melody``: an audio file whose melody conditions the music (MusicGen-Melody models).
     ``continue_from``: an audio file the track continues (it starts the track; ``duration``
     counts it). ``stream``: write the .wav/.flac file while generating (clipped, since peak
-    or RMS normalization needs the whole track). See docs/musicgen-features.md.
+    or RMS normalization needs the whole track). ``quantize``: 4 or 8 bits per decoder
+    weight (see ``load_music_model``). See docs/musicgen-features.md.
     """
     from musicgen.audio import NORMALIZE_MODES
     from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
@@ -211,13 +235,14 @@ def make_track(
                              "ogg file that exists.")  # fmt: skip
     if not isinstance(stream, bool):
         raise InvalidArgumentError(f"stream must be true or false, got {stream!r}.")
+    check_quantize(quantize)
     path = output_path(output, prompt.text, format)
     if stream:
         if path.suffix.lower() not in (".wav", ".flac"):
             raise InvalidArgumentError(f"cannot stream to {path.name}: use a .wav or .flac file.")
         normalize = "clip"
     with reserve_output(path, overwrite) as tmp:
-        music, spec = load_music_model(model, status)
+        music, spec = load_music_model(model, status, quantize)
         untrained = is_smoke_checkpoint(spec.location)
         if untrained:
             status(f"Note: '{model}' is an {NOTICE}")
@@ -257,6 +282,8 @@ def make_track(
                 parameters[key] = str(audio_file)
         if stream:
             parameters["stream"] = True
+        if quantize is not None:
+            parameters["quantize"] = quantize
         record = track_record(path, prompt, model=model, model_source=spec.location,
                               untrained=untrained, seed=seed, parameters=parameters,
                               sample_rate=music.sample_rate, channels=channels,
@@ -286,7 +313,12 @@ def track_record(
 ) -> dict:
     """The result record of a track written to ``path`` (the sidecar's content, but the
     timings and what ``sidecar`` adds)."""
+    from musicgen.plugin import split_quantized
     from musicgen.plugin.smoke import NOTICE
+
+    def quantized_bits(model_id: str) -> int | None:  # "musicgen-small@q4" given as the model
+        parts = split_quantized(model_id)
+        return None if parts is None else parts[1]
 
     record = {
         "path": str(path.resolve()),
@@ -302,6 +334,7 @@ def track_record(
         "duration": round(samples / sample_rate, 4),
         "sample_rate": sample_rate,
         "channels": channels,
+        "quantize": parameters.get("quantize") or quantized_bits(model),
     }
     if untrained:
         record["notice"] = NOTICE
@@ -374,6 +407,8 @@ def sidecar(record: dict) -> dict:
             command += [flag, p[key]]
     if p.get("stream"):
         command.append("--stream")
+    if p.get("quantize"):
+        command += ["--quantize", str(p["quantize"])]
     return {
         "sidecar_version": SIDECAR_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -450,10 +485,11 @@ def run(
     melody: str | None = None,
     continue_from: str | None = None,
     stream: bool = False,
+    quantize: int | None = None,
 ) -> dict:
     """Turn the answer, the retrieved passages or the question (``input``; "auto" takes the
     first that exists, in that order) into music; ``prompt`` skips prompt building.
-    ``melody``, ``continue_from`` and ``stream``: see ``make_track``."""
+    ``melody``, ``continue_from``, ``stream`` and ``quantize``: see ``make_track``."""
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidArgumentError("prompt must be a non-empty string.")
@@ -467,7 +503,7 @@ def run(
         return make_track(music_prompt, model=model, sampling=sampling, seed=seed, output=output,
                           format=format, normalize=normalize, overwrite=overwrite,
                           on_step=on_step, melody=melody, continue_from=continue_from,
-                          stream=stream)  # fmt: skip
+                          stream=stream, quantize=quantize)  # fmt: skip
 
 
 @contextlib.contextmanager

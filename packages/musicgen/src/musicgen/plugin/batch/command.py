@@ -15,11 +15,12 @@ from pathlib import Path
 
 import click
 
+from musicgen.plugin import quantized_id
 from musicgen.plugin.batch.jobs import Options
 from musicgen.plugin.batch.plan import Agreement
 from musicgen.plugin.batch.runner import Settings, Summary, run_batch
 from musicgen.plugin.cli import generation_options, prompt_options, settings
-from musicgen.plugin.tool import progress_bar
+from musicgen.plugin.tool import check_quantize, progress_bar
 
 AUDIO_SECONDS_BAR = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
                      "[{elapsed}<{remaining}]")
@@ -79,7 +80,10 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
     `mlx.launch` every process takes a share of the jobs.
     """
     values = settings({**given, "format": format_, "prompt_from": prompt_from, "llm": llm})
-    defaults = Options(model=values["model"], duration=values["duration"],
+    model = values["model"]
+    if check_quantize(values["quantize"]) is not None:  # the quantized model's registry id
+        model = quantized_id(model, values["quantize"])
+    defaults = Options(model=model, duration=values["duration"],
                        guidance_scale=values["guidance_scale"], top_k=values["top_k"],
                        top_p=values["top_p"], temperature=values["temperature"],
                        format=values["format"] or "wav", normalize=values["normalize"])
