@@ -44,13 +44,8 @@ def test_decoding_a_batch_matches_decoding_each_job(tiny_musicgen):
         assert np.array_equal(audio[i], np.array(tiny_musicgen.decode(together[i: i + 1]))[0])
 
 
-def test_jobs_the_batched_path_cannot_take_give_the_same_codes_one_by_one(tiny_musicgen,
-                                                                         monkeypatch):
-    import musicgen.plugin.batch.generate as generate
-
-    together = codes(tiny_musicgen, PROMPTS, SEEDS)
-    monkeypatch.setattr(generate, "batched", lambda model, sampling: False)
+def test_progress_is_reported_per_step_up_to_one(tiny_musicgen):
     fractions = []
-    alone = np.array(generate_codes(tiny_musicgen, PROMPTS, SEEDS, SAMPLING, fractions.append))
-    assert np.array_equal(alone, together)
+    together = np.array(generate_codes(tiny_musicgen, PROMPTS, SEEDS, SAMPLING, fractions.append))
+    assert np.array_equal(together, codes(tiny_musicgen, PROMPTS, SEEDS))
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

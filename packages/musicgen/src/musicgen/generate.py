@@ -65,6 +65,9 @@ def generate_step(
     transformers' ``decoder_input_ids``, where a prompt code falls in a later position it is
     written instead of sampled, and only the frames after the prompt are yielded.
 
+    ``key`` is one mx.random key (2,) for the whole batch, or one per row (B, 2): then row b
+    draws exactly what a batch of one with ``key[b]`` draws, whatever else is in the batch.
+
     ``compile`` (the default) runs each step as two compiled functions, the decoder's pass over
     a fixed-shape cache and the choice of the next tokens, with nothing read back to the host;
     ``compile=False`` is the plain reference path (growable cache, no compilation). Both give
@@ -99,16 +102,23 @@ def generate_step(
         cache = decoder.make_cache(start + total)
     known = known_tokens(prompt, batch, num_frames, delays, special)
     key = key if key is not None else random_key()
+    if key.ndim == 2 and key.shape[0] != batch:
+        raise InvalidArgumentError(f"got {key.shape[0]} keys for a batch of {batch}.")
 
     def choose(logits: mx.array, key: mx.array, fixed: mx.array) -> tuple[mx.array, mx.array]:
         """Guided logits (2B or B, K, L, V) -> the next tokens (B, K) and the next key."""
         # One key per step, split off in turn: a longer run starts with the same codes.
-        key, step_key = mx.random.split(key)
         logits = logits[:, :, -1].astype(mx.float32)
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + (cond - uncond) * guidance_scale
-        codes = sampler(logits.reshape(batch * K, -1), step_key).reshape(batch, K)
+        if key.ndim == 1:
+            key, step_key = mx.random.split(key)
+            codes = sampler(logits.reshape(batch * K, -1), step_key).reshape(batch, K)
+        else:  # per-row keys: row b is split and drawn as a batch of one with key[b]
+            splits = [mx.random.split(row) for row in key]
+            key = mx.stack([split[0] for split in splits])
+            codes = mx.stack([sampler(logits[b], split[1]) for b, split in enumerate(splits)])
         return mx.where(fixed >= 0, fixed, codes), key
 
     if static:
@@ -152,8 +162,11 @@ def known_tokens(
     return apply_delay(codes, delays, special)
 
 
-def random_key(seed: int | None = None) -> mx.array:
-    """An mx.random key from ``seed``, or from the OS's entropy when ``seed`` is None."""
+def random_key(seed: int | Sequence[int] | None = None) -> mx.array:
+    """An mx.random key (2,) from ``seed``, or from the OS's entropy when ``seed`` is None;
+    a sequence of seeds gives one key per row (B, 2)."""
+    if isinstance(seed, Sequence):
+        return mx.stack([mx.random.key(s) for s in seed])
     return mx.random.key(secrets.randbits(63) if seed is None else seed)
 
 
@@ -186,6 +199,27 @@ def _number(name: str, value: object) -> float:
     return float(value)
 
 
+def _check_seed(seed: object, num_prompts: int | None) -> None:
+    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+        if not seed or (num_prompts is not None and len(seed) != num_prompts):
+            raise InvalidArgumentError(
+                f"seed is a list of {len(seed)} seeds for {num_prompts or 'no'} prompts: give "
+                "one seed per prompt, or one integer for the whole batch."
+            )
+        for i, value in enumerate(seed):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+                raise InvalidArgumentError(
+                    f"seed {i} must be an integer in [0, 2**64), got {value!r}."
+                )
+    elif seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
+    ):
+        raise InvalidArgumentError(
+            "seed must be None or an integer in [0, 2**64) (or a list of them, one per "
+            f"prompt), got {seed!r}."
+        )
+
+
 def check_options(
     *,
     duration: float,
@@ -193,13 +227,15 @@ def check_options(
     top_k: int,
     top_p: float,
     temperature: float,
-    seed: int | None,
+    seed: int | Sequence[int] | None,
     frame_rate: float | None = None,
     max_duration: float = MAX_DURATION,
+    num_prompts: int | None = None,
 ) -> int | None:
     """Validate generation options before any work; return the number of frames.
 
     The frame count (round(duration x frame_rate)) is returned when ``frame_rate`` is given.
+    ``seed`` may be a list of one seed per prompt (``num_prompts`` of them, when given).
     Every bad value raises InvalidArgumentError (a ValueError) that says what is allowed.
     """
     duration = _number("duration", duration)
@@ -220,10 +256,7 @@ def check_options(
         raise InvalidArgumentError(f"top_p must be in [0, 1] (0 = no limit), got {top_p}.")
     if _number("temperature", temperature) < 0:
         raise InvalidArgumentError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
-    ):
-        raise InvalidArgumentError(f"seed must be None or an integer in [0, 2**64), got {seed!r}.")
+    _check_seed(seed, num_prompts)
     if frame_rate is None:
         return None
     frames = round(duration * frame_rate)

@@ -75,7 +75,7 @@ def generation_steps(
     top_k: int,
     top_p: float,
     temperature: float,
-    seed: int | None,
+    seed: int | Sequence[int] | None,
     melody=None,
     melody_sample_rate: int | None = None,
     prompt_codes: mx.array | None = None,
@@ -96,6 +96,7 @@ def generation_steps(
         seed=seed,
         frame_rate=model.frame_rate,
         max_duration=LONGFORM_MAX_DURATION,
+        num_prompts=len(prompts),
     )
     window_frames = round(model.max_duration * model.frame_rate)
     if extend_stride is None:  # 18 s of 30, for any window length
@@ -172,7 +173,12 @@ def _steps(model, prompts, windows, *, long, clips, prompt_codes, guidance_scale
 
 def _window_keys(key: mx.array) -> Iterator[mx.array]:
     """The first window samples with ``key`` itself (so a piece of up to 30 s is sampled as by
-    generate_step alone); later windows with keys from a chain no step key comes from."""
+    generate_step alone); later windows with keys from a chain no step key comes from.
+    Per-row keys (B, 2) each follow their own chain, as in a batch of one."""
+    if key.ndim == 2:
+        for keys in zip(*(_window_keys(row) for row in key)):  # noqa: B905 (endless)
+            yield mx.stack(keys)
+        return
     yield key
     chain = mx.random.split(key, 3)[2]
     while True:
