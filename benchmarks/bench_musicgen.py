@@ -46,6 +46,7 @@ from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias
 from musicgen.delay import apply_delay, codebook_delays, num_steps
 from musicgen.encodec import EncodecConfig, EncodecModel
+from musicgen.encodec.seanet import EncodecEncoder
 from musicgen.generate import generate_step
 from musicgen.model import MusicGen
 from musicgen.plugin import HUB_MODELS, hub_config
@@ -124,6 +125,8 @@ def build_ours(name: str, dtype: str, seed: int = 0) -> MusicGen:
     text_encoder = T5Encoder(config.text_encoder)
     decoder = MusicGenDecoder(config.decoder, config.text_encoder.d_model)
     codec = EncodecModel(EncodecConfig.from_dict(config.audio_encoder))
+    # As musicgen.load does: the codec's encoder stays unloaded until something encodes.
+    codec.defer_encoder(lambda: dict(tree_flatten(EncodecEncoder(codec.config).parameters())))
     text_encoder.set_dtype(dtype_from_name(dtype))
     decoder.set_dtype(dtype_from_name(dtype))
     mx.eval(text_encoder.parameters(), decoder.parameters(), codec.parameters())

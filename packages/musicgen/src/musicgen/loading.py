@@ -128,11 +128,51 @@ def load_codec(config: MusicGenConfig, weights: Weights, origin: dict[str, str],
             f"{path / 'config.json'}: decoder.vocab_size {decoder.vocab_size} differs from "
             f"audio_encoder.codebook_size {codec.config.codebook_size}."
         )
-    # Weight norm is folded in float32, whatever the storage type.
-    weights = {k: v.astype(mx.float32) for k, v in weights.items()}
-    codec = _load_module(codec, weights, EncodecModel.sanitize, "audio_encoder", origin, path)
+    # Text-to-music never encodes: the encoder's weights stay on disk until `encode` asks.
+    codec.defer_encoder(lambda: _codec_encoder_weights(path))
+    decoding = {k: v for k, v in weights.items() if not k.startswith(_CODEC_ENCODER)}
+    codec = _load_module(
+        codec, _as_float32(decoding), EncodecModel.sanitize, "audio_encoder", origin, path
+    )
     mx.eval(codec.parameters())
     return codec
+
+
+_CODEC_ENCODER = "encoder."
+
+
+def _as_float32(weights: Weights) -> Weights:
+    """Weight norm is folded in float32, whatever the storage type."""
+    return {k: v.astype(mx.float32) for k, v in weights.items()}
+
+
+def _codec_encoder_weights(path: Path) -> Weights:
+    """The EnCodec encoder's tensors, read again from the checkpoint in ``path`` on first use."""
+    try:
+        weights, origin = read_weights(path)
+    except (CheckpointError, OSError) as exc:
+        raise CheckpointError(
+            f"The EnCodec encoder (used to encode audio, e.g. for continuation) is read from "
+            f"{path} on first use, but that checkpoint can no longer be read: {exc} Restore the "
+            "checkpoint, or load the model again from a complete copy."
+        ) from None
+    encoding = {
+        k: v
+        for k, v in _split_components(weights, origin, path)["audio_encoder"].items()
+        if k.startswith(_CODEC_ENCODER)
+    }
+    from musicgen.encodec import EncodecConfig, EncodecModel
+    from musicgen.encodec.seanet import EncodecEncoder
+
+    config = MusicGenConfig.from_file(path / "config.json")
+    module = EncodecEncoder(EncodecConfig.from_dict(config.audio_encoder))
+    n = len(_CODEC_ENCODER)
+
+    def sanitize(w: Weights) -> Weights:
+        return {k[n:]: v for k, v in EncodecModel.sanitize(w).items()}
+
+    module = _load_module(module, _as_float32(encoding), sanitize, "audio_encoder", origin, path)
+    return dict(tree_flatten(module.parameters()))
 
 
 def read_weights(path: Path) -> tuple[Weights, dict[str, str]]:

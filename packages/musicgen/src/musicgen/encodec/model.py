@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -36,6 +38,36 @@ class EncodecModel(nn.Module):
         self.encoder = EncodecEncoder(config)
         self.decoder = EncodecDecoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
+        self._encoder_source: Callable[[], dict[str, mx.array]] | None = None
+        self._encoder_lock = threading.Lock()
+
+    def defer_encoder(self, source: Callable[[], dict[str, mx.array]]) -> None:
+        """Drop the encoder's weights until `encode` first needs them; then `source()` gives them.
+
+        Text-to-music only decodes, and the encoder is half the codec. `source` returns the
+        encoder's tensors under our names without the "encoder." prefix (as `sanitize` makes
+        them); it may raise a CheckpointError, e.g. when the checkpoint files have since gone.
+        """
+        with self._encoder_lock:
+            self._encoder_source = source
+            if "encoder" in self:
+                del self["encoder"]
+
+    @property
+    def encoder_loaded(self) -> bool:
+        """False while `defer_encoder` keeps the encoder's weights out of memory."""
+        return "encoder" in self
+
+    def load_encoder(self) -> EncodecEncoder:
+        """The encoder, reading its deferred weights on first use (once, across threads)."""
+        with self._encoder_lock:
+            if "encoder" not in self:
+                encoder = EncodecEncoder(self.config)
+                encoder.load_weights(list(self._encoder_source().items()), strict=True)
+                mx.eval(encoder.parameters())
+                self.encoder = encoder
+                self._encoder_source = None
+            return self["encoder"]
 
     @property
     def sampling_rate(self) -> int:
@@ -126,8 +158,9 @@ class EncodecModel(nn.Module):
         """
         num_codebooks = self.config.codebooks_for_bandwidth(bandwidth)
         audio = self._check_audio(audio)
-        dtype = self.encoder.layers[0].conv.weight.dtype
-        embeddings = self.encoder(audio.transpose(0, 2, 1).astype(dtype))
+        encoder = self.load_encoder()
+        dtype = encoder.layers[0].conv.weight.dtype
+        embeddings = encoder(audio.transpose(0, 2, 1).astype(dtype))
         return self.quantizer.encode(embeddings, num_codebooks)
 
     def stream_decoder(self) -> StreamingDecoder:
