@@ -88,7 +88,7 @@ class MusicGen:
         top_k: int = 250,
         top_p: float = 0.0,
         temperature: float = 1.0,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         melody=None,
         melody_sample_rate: int | None = None,
         prompt_codes: mx.array | None = None,
@@ -96,7 +96,8 @@ class MusicGen:
     ) -> mx.array:
         """Codes (B, K, round(duration x frame_rate)) int32 for the prompts, delay pattern undone.
 
-        ``temperature=0`` or ``top_k=1`` is greedy; ``seed`` makes sampling reproducible.
+        ``temperature=0`` or ``top_k=1`` is greedy; ``seed`` makes sampling reproducible; a
+        list of seeds (one per prompt) samples row b as a batch of one with ``seed[b]`` would.
         ``guidance_scale`` > 1 guides as transformers does, 1 skips the unconditional branch,
         and values below 1 apply the same formula (0 is unconditional; transformers has no
         working path there).
