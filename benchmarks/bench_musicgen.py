@@ -40,6 +40,7 @@ with contextlib.suppress(ImportError):
 
 import mlx.core as mx
 import musicgen.decoder
+import musicgen.kernels
 import numpy as np
 from mlx.utils import tree_flatten
 from musicgen.config import MusicGenConfig, dtype_from_name
@@ -69,7 +70,8 @@ TOP_K = 250
 @dataclass
 class Row:
     model: str
-    impl: str  # "mlx" (compiled), "mlx-plain" (compile=False) or "transformers"
+    impl: str  # "mlx" (compiled), "mlx-unfused" (compiled, MUSICGEN_KERNELS=0), "mlx-plain"
+    # (compile=False) or "transformers"
     dtype: str
     quantize: int
     batch: int
@@ -200,10 +202,29 @@ def generate_phased(
 
 
 def measure_ours(
-    model: MusicGen, name: str, dtype: str, quant: int, batch: int, args, compile: bool = True
+    model: MusicGen,
+    name: str,
+    dtype: str,
+    quant: int,
+    batch: int,
+    args,
+    compile: bool = True,
+    fused: bool = True,
 ) -> Row:
+    """Our row; ``fused=False`` turns musicgen.kernels off (MUSICGEN_KERNELS=0) for it."""
+    saved = os.environ.get("MUSICGEN_KERNELS")
+    os.environ["MUSICGEN_KERNELS"] = "1" if fused else "0"
+    try:
+        return _measure_ours(model, name, dtype, quant, batch, args, compile, fused)
+    finally:
+        os.environ.pop("MUSICGEN_KERNELS")
+        if saved is not None:
+            os.environ["MUSICGEN_KERNELS"] = saved
+
+
+def _measure_ours(model, name, dtype, quant, batch, args, compile, fused) -> Row:
     prompts = prompts_for(batch)
-    impl = "mlx" if compile else "mlx-plain"
+    impl = ("mlx" if fused else "mlx-unfused") if compile else "mlx-plain"
     generate_phased(model, prompts, warmup_duration(args.duration), compile=compile)
     gc.collect()
     weights = mx.get_active_memory()
@@ -368,6 +389,7 @@ def versions() -> dict:
         "machine": platform.machine(),
         "command": " ".join(sys.argv),
         "gemv_rows": musicgen.decoder.GEMV_ROWS,
+        "kernels": musicgen.kernels.available(),
         "MLX_MAX_OPS_PER_BUFFER": os.environ.get("MLX_MAX_OPS_PER_BUFFER", "default"),
     }
     try:
@@ -425,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         help="decoder bits (0 = unquantized); quantized rows follow in-place",
     )
     parser.add_argument("--plain", action="store_true", help="also time compile=False")
+    parser.add_argument("--unfused", action="store_true",
+                        help="also time the compiled path without musicgen.kernels")  # fmt: skip
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="skip transformers")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per row (median)")
@@ -455,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in args.batch:
                     rows.append(measure_ours(model, name, dtype, quant, batch, args))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
+                    if args.unfused and musicgen.kernels.available():
+                        unfused = measure_ours(model, name, dtype, quant, batch, args, fused=False)
+                        rows.append(unfused)
+                        print(table(rows[-1:]).splitlines()[-1], flush=True)
                     if args.plain and not quant:
                         rows.append(measure_ours(model, name, dtype, 0, batch, args, False))
                         print(table(rows[-1:]).splitlines()[-1], flush=True)

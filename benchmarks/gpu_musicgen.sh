@@ -2,12 +2,13 @@
 # The MusicGen benchmark on the GPU machine (see docs/performance.md, "MusicGen").
 # From the repository root, with MLX installed there (../shared/gpu/README.md):
 #   bash benchmarks/gpu_musicgen.sh [OUT_DIR]
-# Writes bench_*.json and bench_*.log to OUT_DIR (default $OUT, else ./out); about 8 minutes.
+# Runs the CUDA kernel tests, then writes bench_*.json and bench_*.log to OUT_DIR (default $OUT,
+# else ./out); about 8 minutes.
 set -uo pipefail
 out="${1:-${OUT:-out}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-export PYTHONPATH="${PYTHONPATH:-}:$PWD/packages/rag_core/src:$PWD/packages/musicgen/src"
+export PYTHONPATH="${PYTHONPATH:-}:$PWD/packages/rag_core/src:$PWD/packages/musicgen/src:$PWD"
 bench() {  # bench NAME TIMEOUT ARGS...: one run of bench_musicgen.py, table at the end
   local name=$1 limit=$2
   shift 2
@@ -18,14 +19,21 @@ bench() {  # bench NAME TIMEOUT ARGS...: one run of bench_musicgen.py, table at 
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 # MLX's CUDA backend records at most MLX_MAX_OPS_PER_BUFFER kernels per CUDA graph (default
-# 20); a decoding step is a few hundred kernels, so fewer, larger graphs are faster.
+# 20); the rows below use 200 except "ops_default".
 export MLX_MAX_OPS_PER_BUFFER=200
-# musicgen-small, 10 s, CFG, batch 1 and 16: float16, 4-bit, the plain path, transformers.
-bench small_fp16 290 --duration 10 --batch 1 16 --dtype float16 --quantize 0 4 --plain --repeat 2
-# The same without the larger CUDA graphs (MLX's default).
-MLX_MAX_OPS_PER_BUFFER=20 bench ops20 60 --duration 10 --batch 1 16 --dtype float16 \
-  --no-reference --repeat 2
-# musicgen-medium and -large shapes (ours only).
-bench sizes 80 --models medium large --duration 10 --batch 1 --dtype float16 --no-reference
+# The fused kernels against plain MLX (skipped on machines without CUDA, such as CI's).
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/musicgen/test_kernels.py \
+  >"$out/pytest_kernels.log" 2>&1
+echo "== kernel tests (exit $?): $(tail -1 "$out/pytest_kernels.log")"
+# musicgen-small, 10 s, CFG: float16 and 4-bit; the compiled path without the fused kernels
+# (--unfused) and the plain path (--plain) in the same run; transformers at batch 1.
+bench small_fp16 170 --duration 10 --batch 1 --dtype float16 --quantize 0 4 --plain --unfused \
+  --repeat 2
+bench small_fp16_b16 90 --duration 10 --batch 16 --dtype float16 --quantize 0 4 --plain \
+  --unfused --no-reference --repeat 2
 # float32 against transformers float32.
-bench small_fp32 90 --duration 10 --batch 1 --dtype float32
+bench small_fp32 80 --duration 10 --batch 1 --dtype float32 --unfused
+MLX_MAX_OPS_PER_BUFFER=20 bench ops_default 60 --duration 10 --batch 1 16 --dtype float16 --no-reference --repeat 2
+# musicgen-medium and -large shapes (ours only).
+bench sizes 100 --models medium large --duration 10 --batch 1 --dtype float16 --unfused \
+  --no-reference

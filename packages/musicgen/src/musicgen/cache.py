@@ -13,6 +13,8 @@ from typing import Any
 
 import mlx.core as mx
 
+from musicgen import kernels
+
 
 def causal_mask(length: int, offset: int) -> mx.array | None:
     """Boolean (length, offset + length) mask letting each new position see itself and the past."""
@@ -68,20 +70,33 @@ class StaticLayerCache:
     """One layer's view of a StaticCache inside a decoding call.
 
     ``offset`` is an int32 scalar array (the positions written before this call); attention
-    reads the whole buffer and the mask hides the positions not written yet.
+    reads the whole buffer and the mask hides the positions not written yet. With ``fused``
+    the CUDA attention kernel (``musicgen.kernels.attention``) reads ``keys``/``values`` and
+    writes the new positions into them in place; no mask, no update here.
     """
 
-    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array, start: mx.array):
+    def __init__(
+        self,
+        keys: mx.array,
+        values: mx.array,
+        offset: mx.array,
+        start: mx.array,
+        fused: bool = False,
+    ):
         self.keys = keys
         self.values = values
         self.offset = offset
         self.start = start  # offset as the (1,) start index slice_update takes
+        self.fused = fused
 
-    def mask(self, length: int) -> mx.array:
+    def mask(self, length: int) -> mx.array | None:
         """(length, max_length) additive mask: query i sees the keys at positions <= offset + i.
 
-        Additive rather than boolean: CUDA's attention kernels take it at lower cost.
+        Additive rather than boolean: CUDA's attention kernels take it at lower cost. None when
+        fused (the kernel is causal by position).
         """
+        if self.fused:
+            return None
         queries = self.offset + mx.arange(length, dtype=mx.int32)
         visible = mx.arange(self.keys.shape[2], dtype=mx.int32)[None] <= queries[:, None]
         return mx.where(visible, 0, -mx.inf).astype(self.keys.dtype)
@@ -104,6 +119,10 @@ class StaticCache:
     the device, and with ``compile`` the whole pass is traced once per input length and replayed
     after that. ``forward`` must be the same function at every call: its weights are captured
     when it is traced, so a StaticCache serves one generation.
+
+    ``fused`` (default: where ``musicgen.kernels`` runs, compiled) runs the layers' CUDA
+    kernels, whose attention writes into the buffers in place: the buffers are then allocated
+    once and never copied. None chooses.
     """
 
     def __init__(
@@ -114,7 +133,11 @@ class StaticCache:
         head_dim: int,
         dtype: mx.Dtype,
         compile: bool = True,
+        fused: bool | None = None,
     ):
+        if fused is None:
+            fused = compile and kernels.available() and kernels.attention_fits(head_dim, dtype)
+        self.fused = fused
         self.num_layers = num_layers
         self.max_length = max_length
         self.shape = (num_heads, max_length, head_dim)
@@ -141,11 +164,16 @@ class StaticCache:
             shape = (codes.shape[0], *self.shape)
             self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
             self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
-        keys, values = self.keys, self.values
-        self.keys = self.values = None  # the pass may then update the buffers in place
-        logits, self.keys, self.values, self._position = self._run(
-            codes, args, keys, values, self._position
-        )
+            if self.fused:  # real buffers before the kernels write into them
+                mx.eval(self.keys, self.values)
+        if self.fused:
+            logits, self._position = self._run(codes, args, self.keys, self.values, self._position)
+        else:
+            keys, values = self.keys, self.values
+            self.keys = self.values = None  # the pass may then update the buffers in place
+            logits, self.keys, self.values, self._position = self._run(
+                codes, args, keys, values, self._position
+            )
         self.offset += length
         return logits
 
@@ -156,11 +184,14 @@ class StaticCache:
         keys: list[mx.array],
         values: list[mx.array],
         position: mx.array,
-    ) -> tuple[mx.array, list[mx.array], list[mx.array], mx.array]:
+    ) -> tuple[mx.array, ...]:
         start = position.reshape(1)
         layers = [
-            StaticLayerCache(k, v, position, start) for k, v in zip(keys, values, strict=True)
+            StaticLayerCache(k, v, position, start, self.fused)
+            for k, v in zip(keys, values, strict=True)
         ]
         logits = self._forward(codes, *args, layers)
-        length = codes.shape[-1]
-        return logits, [c.keys for c in layers], [c.values for c in layers], position + length
+        position = position + codes.shape[-1]
+        if self.fused:
+            return logits, position
+        return logits, [c.keys for c in layers], [c.values for c in layers], position

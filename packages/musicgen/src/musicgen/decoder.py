@@ -13,13 +13,15 @@ values are computed once per generation, and the heads compute float32 logits. W
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from musicgen.cache import KVCache, StaticCache, causal_mask
+from musicgen import kernels
+from musicgen.cache import KVCache, StaticCache, StaticLayerCache, causal_mask
 from musicgen.config import DecoderConfig, activation
 
 CrossKV = list[tuple[mx.array, mx.array]]
@@ -81,12 +83,28 @@ def needs_cross_bias(states: mx.array, mask: mx.array) -> bool:
 GEMV_ROWS = 4
 
 
-def linear(layer: nn.Module, x: mx.array, residual: mx.array | None = None) -> mx.array:
-    """``layer(x)`` (+ ``residual``) for x (B, L, in), with the cheapest matmul for its shape.
+def linear(
+    layer: nn.Module,
+    x: mx.array,
+    residual: mx.array | None = None,
+    *,
+    norm: nn.Module | None = None,
+    activation: Callable | None = None,
+    fused: bool = False,
+) -> mx.array:
+    """``activation(layer(norm(x))) + residual`` for x (B, L, in), with the cheapest kernels.
 
-    A bias-free Linear over a few single positions is a batched matrix-vector product;
-    otherwise the residual is added in the same matmul (``addmm``).
+    With ``fused`` (the compiled CUDA step) and a shape ``musicgen.kernels`` covers, it is one
+    kernel. Otherwise a bias-free Linear over a few single positions is a batched
+    matrix-vector product, and the residual is added in the same matmul (``addmm``).
     """
+    if fused and kernels.linear_fits(x, layer) and kernels.activation_fits(activation):
+        return kernels.fused_linear(x, layer, norm=norm, activation=activation, residual=residual)
+    if norm is not None:
+        x = norm(x)
+    if activation is not None:
+        out = activation(linear(layer, x))
+        return out if residual is None else residual + out
     if type(layer) is nn.Linear and "bias" not in layer:
         weight = layer.weight
         if x.ndim == 3 and x.shape[1] == 1 and 1 < x.shape[0] <= GEMV_ROWS:
@@ -141,14 +159,26 @@ class Attention(nn.Module):
         self,
         x: mx.array,
         mask: mx.array | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | StaticLayerCache | None = None,
         kv: tuple[mx.array, mx.array] | None = None,
         residual: mx.array | None = None,
+        norm: nn.Module | None = None,
+        fused: bool = False,
     ) -> mx.array:
-        """The attention output projected back to ``dim``, plus ``residual`` when given."""
+        """The attention of ``norm(x)`` projected back to ``dim``, plus ``residual`` if given.
+
+        ``fused`` runs the CUDA kernels of ``musicgen.kernels`` (the compiled CUDA step; see
+        ``StaticLayerCache.fused``): self-attention then writes its keys and values into the
+        cache in place and needs no mask.
+        """
         B, L, _ = x.shape
         if kv is None:
-            qkv = linear(self.qkv_proj, x)
+            qkv = linear(self.qkv_proj, x, norm=norm, fused=fused)
+            if fused:
+                out = kernels.attention(
+                    qkv, cache.keys, cache.values, scale=self.scale, position=cache.start
+                )
+                return linear(self.out_proj, out, residual, fused=True)
             if L == 1:  # (B, 3 x H x D) in memory order is (B, 3, H, 1, D): views, no copies
                 qkv = qkv.reshape(B, 3, self.num_heads, 1, -1)
                 queries, keys, values = qkv[:, 0], qkv[:, 1], qkv[:, 2]
@@ -158,8 +188,12 @@ class Attention(nn.Module):
             if cache is not None:
                 keys, values = cache.update_and_fetch(keys, values)
         else:
-            queries = self._heads(linear(self.q_proj, x))
+            queries = linear(self.q_proj, x, norm=norm, fused=fused)
             keys, values = kv
+            if fused:
+                out = kernels.attention(queries, keys, values, scale=self.scale, bias=mask)
+                return linear(self.out_proj, out, residual, fused=True)
+            queries = self._heads(queries)
         out = mx.fast.scaled_dot_product_attention(
             queries, keys, values, scale=self.scale, mask=mask
         )
@@ -188,12 +222,13 @@ class DecoderLayer(nn.Module):
         mask: mx.array | None,
         cache: KVCache | None,
     ) -> mx.array:
-        x = self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache, residual=x)
+        fused = getattr(cache, "fused", False)
+        x = self.self_attn(x, mask, cache, residual=x, norm=self.self_attn_layer_norm, fused=fused)
         x = self.encoder_attn(
-            self.encoder_attn_layer_norm(x), mask=cross_bias, kv=cross_kv, residual=x
+            x, cross_bias, kv=cross_kv, residual=x, norm=self.encoder_attn_layer_norm, fused=fused
         )
-        hidden = self.act(linear(self.fc1, self.final_layer_norm(x)))
-        return linear(self.fc2, hidden, residual=x)
+        hidden = linear(self.fc1, x, norm=self.final_layer_norm, activation=self.act, fused=fused)
+        return linear(self.fc2, hidden, residual=x, fused=fused)
 
 
 class MusicGenDecoder(nn.Module):

@@ -35,8 +35,10 @@ class MelodyDecoderLayer(nn.Module):
         self.act = activation(config.activation_function)
 
     def __call__(self, x: mx.array, mask: mx.array | None, cache: KVCache | None) -> mx.array:
-        x = self.self_attn(self.self_attn_layer_norm(x), mask=mask, cache=cache, residual=x)
-        return linear(self.fc2, self.act(self.fc1(self.final_layer_norm(x))), residual=x)
+        fused = getattr(cache, "fused", False)
+        x = self.self_attn(x, mask, cache, residual=x, norm=self.self_attn_layer_norm, fused=fused)
+        hidden = linear(self.fc1, x, norm=self.final_layer_norm, activation=self.act, fused=fused)
+        return linear(self.fc2, hidden, residual=x, fused=fused)
 
 
 class MelodyDecoder(nn.Module):

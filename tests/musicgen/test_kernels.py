@@ -1,0 +1,275 @@
+"""The fused CUDA kernels of the compiled decoding step (``musicgen.kernels``) against plain MLX.
+
+Tests marked ``cuda`` need MLX's CUDA backend and are skipped elsewhere: CI has no GPU, so they
+run on the GPU machine (``docs/performance.md`` says how and when they last ran). The tests of
+when the kernels are used run everywhere.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from musicgen import kernels
+from musicgen.cache import StaticCache
+from musicgen.config import DecoderConfig
+from musicgen.decoder import MusicGenDecoder, cross_attention_bias
+from musicgen.delay import codebook_delays
+from musicgen.generate import generate_step
+from musicgen.melody import MelodyDecoder
+from musicgen.sampling import make_sampler
+
+cuda = pytest.mark.skipif(not kernels.available(), reason="needs MLX's CUDA backend")
+
+# ||got - want|| / ||want|| against the same operations in float32 on the same inputs.
+TOLERANCE = {mx.float32: 1e-5, mx.float16: 2e-3, mx.bfloat16: 1.6e-2}
+DTYPES = [mx.float32, mx.float16, mx.bfloat16]
+
+
+def rel_error(got: mx.array, want: mx.array) -> float:
+    got = np.array(got.astype(mx.float32), dtype=np.float64)
+    want = np.array(want.astype(mx.float32), dtype=np.float64)
+    assert np.isfinite(got).all()
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+def normal(shape, key, scale=1.0, shift=0.0, dtype=mx.float32) -> mx.array:
+    return (mx.random.normal(shape, key=mx.random.key(key)) * scale + shift).astype(dtype)
+
+
+def randomize_norms(model: nn.Module) -> None:
+    """LayerNorm scales and shifts away from 1 and 0, so that a kernel that drops them fails."""
+    for i, (_, module) in enumerate(model.named_modules()):
+        if isinstance(module, nn.LayerNorm):
+            module.weight = normal(module.weight.shape, 100 + i, 0.3, 1.0)
+            module.bias = normal(module.bias.shape, 200 + i, 0.3)
+
+
+def small_config(layers: int = 2) -> DecoderConfig:
+    """Shapes the kernels cover: head_dim 64, widths multiples of 256."""
+    return DecoderConfig(
+        vocab_size=64,
+        num_hidden_layers=layers,
+        ffn_dim=1024,
+        num_attention_heads=4,
+        hidden_size=256,
+        pad_token_id=64,
+        bos_token_id=64,
+    )
+
+
+def small_decoder(dtype=mx.float32) -> MusicGenDecoder:
+    mx.random.seed(0)
+    decoder = MusicGenDecoder(small_config(), text_dim=256)
+    randomize_norms(decoder)
+    decoder.set_dtype(dtype)
+    mx.eval(decoder.parameters())
+    return decoder
+
+
+def text_conditioning(batch: int, dtype=mx.float32) -> tuple[mx.array, mx.array]:
+    """Random decoder-width text states (B, 6, 256) whose last prompt is padded."""
+    states = normal((batch, 6, 256), 7, dtype=dtype)
+    mask = mx.ones((batch, 6), mx.int32)
+    mask[-1, 4:] = 0
+    return states * mask[..., None].astype(dtype), mask
+
+
+def decode(decoder, *, batch: int, frames: int = 24, temperature: float = 0.0, compile=True):
+    states, mask = text_conditioning(batch, decoder.layer_norm.weight.dtype)
+    steps = generate_step(
+        decoder,
+        states,
+        mask,
+        num_frames=frames,
+        guidance_scale=3.0,
+        sampler=make_sampler(temperature, 20, 0.0),
+        key=mx.random.key(5),
+        delays=codebook_delays(4),
+        compile=compile,
+    )
+    return np.array(mx.stack([step.tokens for step in steps], axis=-1))
+
+
+# Where the kernels are used: everywhere.
+
+
+def test_kernels_are_off_where_they_cannot_run(monkeypatch):
+    monkeypatch.setenv("MUSICGEN_KERNELS", "0")
+    assert not kernels.available()
+    assert not StaticCache(2, 8, 4, 64, mx.float16).fused
+    monkeypatch.delenv("MUSICGEN_KERNELS")
+    assert kernels.available() == (mx.cuda.is_available() and mx.default_device() == mx.gpu)
+    assert not StaticCache(2, 8, 4, 64, mx.float16, compile=False).fused
+    assert not StaticCache(2, 8, 4, 24, mx.float16).fused  # head_dim not a multiple of 32
+    assert not kernels.attention_fits(64, mx.int32)
+
+
+def test_fused_linear_covers_few_rows_of_plain_float_weights():
+    layer = nn.Linear(1024, 512, bias=False)
+    x = mx.zeros((2, 1, 1024))
+    assert kernels.linear_fits(x, layer)
+    assert kernels.linear_fits(mx.zeros((8, 1, 1024)), layer)
+    assert not kernels.linear_fits(mx.zeros((9, 1, 1024)), layer)  # a matmul's job
+    assert not kernels.linear_fits(mx.zeros((2, 1, 1000)), nn.Linear(1000, 8, bias=False))
+    assert not kernels.linear_fits(x.astype(mx.float16), layer)  # dtypes differ
+    assert not kernels.linear_fits(x, nn.Linear(1024, 512))  # a bias
+    assert not kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bias=False))
+    assert not kernels.linear_fits(mx.zeros((8, 1, 4096)), nn.Linear(4096, 8, bias=False))
+    assert kernels.activation_fits(nn.gelu) and not kernels.activation_fits(mx.tanh)
+
+
+# The kernels themselves: on CUDA only.
+
+
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 2, 5, 8])
+@pytest.mark.parametrize("form", ["norm", "norm+gelu", "residual", "plain"])
+def test_fused_linear_matches_mlx(dtype, rows, form):
+    width = 1024 if rows * 1024 * dtype.size <= 40 * 1024 else 256
+    layer = nn.Linear(width, 768, bias=False)
+    norm = nn.LayerNorm(width)
+    randomize_norms(norm)
+    layer.set_dtype(dtype)
+    norm.set_dtype(dtype)
+    x = normal((rows, 1, width), 1, 2.0, 0.7, dtype)  # a mean and a scale for the norm to undo
+    residual = normal((rows, 1, 768), 2, dtype=dtype) if form == "residual" else None
+    activation = nn.gelu if form == "norm+gelu" else None
+    with_norm = norm if form.startswith("norm") else None
+    got = kernels.fused_linear(x, layer, norm=with_norm, activation=activation, residual=residual)
+
+    # The reference in float64 on the CPU: MLX's float32 matmul on CUDA may use TF32.
+    f64 = lambda a: np.array(a.astype(mx.float32), dtype=np.float64)  # noqa: E731
+    want = f64(x)
+    if with_norm is not None:
+        centered = want - want.mean(-1, keepdims=True)
+        want = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + norm.eps)
+        want = want * f64(norm.weight) + f64(norm.bias)
+    want = want @ f64(layer.weight).T
+    if activation is not None:
+        want = np.array(activation(mx.array(want.astype(np.float32))), dtype=np.float64)
+    if residual is not None:
+        want = want + f64(residual)
+    want = mx.array(want.astype(np.float32))
+    assert got.shape == (rows, 1, 768) and got.dtype == dtype
+    assert rel_error(got, want) < TOLERANCE[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_cross_attention_matches_sdpa(dtype, masked):
+    B, H, S, D, L = 3, 4, 9, 64, 2
+    queries = normal((B, L, H * D), 1, dtype=dtype)
+    keys, values = normal((B, H, S, D), 2, dtype=dtype), normal((B, H, S, D), 3, dtype=dtype)
+    bias = None
+    if masked:
+        mask = mx.ones((B, S), mx.int32)
+        mask[0, 5:] = 0
+        bias = cross_attention_bias(mask, dtype)
+    got = kernels.attention(queries, keys, values, scale=D**-0.5, bias=bias)
+    heads = queries.reshape(B, L, H, D).transpose(0, 2, 1, 3)
+    want = mx.fast.scaled_dot_product_attention(
+        heads.astype(mx.float32),
+        keys.astype(mx.float32),
+        values.astype(mx.float32),
+        scale=D**-0.5,
+        mask=None if bias is None else bias.astype(mx.float32),
+    )
+    want = want.transpose(0, 2, 1, 3).reshape(B, L, H * D)
+    assert rel_error(got, want) < TOLERANCE[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("length", [1, 3])
+def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, length):
+    B, H, T, D, position = 2, 4, 300, 64, 217  # more keys than one block's 256 threads
+    keys, values = normal((B, H, T, D), 1, dtype=dtype), normal((B, H, T, D), 2, dtype=dtype)
+    mx.eval(keys, values)
+    keys_before, values_before = np.array(keys), np.array(values)
+    qkv = normal((B, length, 3 * H * D), 3, dtype=dtype)
+    got = kernels.attention(
+        qkv, keys, values, scale=D**-0.5, position=mx.array([position], mx.int32)
+    )
+    mx.eval(got)
+
+    split = np.array(qkv).reshape(B, length, 3, H, D).transpose(2, 0, 3, 1, 4)
+    new_keys, new_values = split[1], split[2]
+    written = slice(position, position + length)
+    np.testing.assert_array_equal(np.array(keys)[:, :, written], new_keys)
+    np.testing.assert_array_equal(np.array(values)[:, :, written], new_values)
+    untouched = np.r_[0:position, position + length : T]
+    np.testing.assert_array_equal(np.array(keys)[:, :, untouched], keys_before[:, :, untouched])
+    np.testing.assert_array_equal(np.array(values)[:, :, untouched], values_before[:, :, untouched])
+
+    count = position + length
+    all_keys = np.concatenate([keys_before[:, :, :position], new_keys], axis=2)
+    all_values = np.concatenate([values_before[:, :, :position], new_values], axis=2)
+    visible = np.arange(count)[None] <= position + np.arange(length)[:, None]
+    want = mx.fast.scaled_dot_product_attention(
+        mx.array(split[0]).astype(mx.float32),
+        mx.array(all_keys).astype(mx.float32),
+        mx.array(all_values).astype(mx.float32),
+        scale=D**-0.5,
+        mask=mx.array(visible),
+    )
+    want = want.transpose(0, 2, 1, 3).reshape(B, length, H * D)
+    assert rel_error(got, want) < TOLERANCE[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("batch", [3, 5])  # 6 rows: fused projections; 10: matmuls
+def test_fused_greedy_decoding_gives_the_unfused_and_the_plain_tokens(batch, monkeypatch):
+    decoder = small_decoder()
+    fused = decode(decoder, batch=batch)
+    assert len(np.unique(fused)) > 8  # not a degenerate constant output
+    np.testing.assert_array_equal(fused, decode(decoder, batch=batch, compile=False))
+    monkeypatch.setenv("MUSICGEN_KERNELS", "0")
+    np.testing.assert_array_equal(fused, decode(decoder, batch=batch))
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+def test_fused_half_precision_logits_stay_close_to_the_unfused(dtype, monkeypatch):
+    decoder = small_decoder(dtype)
+    states, mask = text_conditioning(2, dtype)
+    codes = mx.random.randint(0, 64, (2, 4, 1), key=mx.random.key(3))
+
+    def logits(steps: int = 5) -> mx.array:
+        cache = decoder.make_static_cache(steps)
+        cross_kv = decoder.cross_kv(states)
+        bias = cross_attention_bias(mask, dtype)
+        return mx.concatenate([decoder(codes, cross_kv, bias, cache) for _ in range(steps)], 2)
+
+    fused = logits()
+    monkeypatch.setenv("MUSICGEN_KERNELS", "0")
+    assert rel_error(fused, logits()) < 10 * TOLERANCE[dtype]
+
+
+@cuda
+def test_fused_melody_decoding_gives_the_plain_tokens():
+    mx.random.seed(0)
+    decoder = MelodyDecoder(small_config(), text_dim=256, num_chroma=12, chroma_length=20)
+    randomize_norms(decoder)
+    mx.eval(decoder.parameters())
+    states, _ = text_conditioning(2)
+    chroma = mx.eye(12)[mx.random.randint(0, 12, (2, 30), key=mx.random.key(4))]
+    prefix, prefix_mask, unconditional = decoder.conditioning(states, chroma)
+
+    def tokens(compile: bool) -> np.ndarray:
+        steps = generate_step(
+            decoder,
+            prefix,
+            prefix_mask,
+            num_frames=16,
+            sampler=make_sampler(0.0),
+            delays=codebook_delays(4),
+            unconditional=unconditional,
+            compile=compile,
+        )
+        return np.array(mx.stack([step.tokens for step in steps], axis=-1))
+
+    np.testing.assert_array_equal(tokens(True), tokens(False))
