@@ -260,6 +260,23 @@ def median_run(runs: list[dict]) -> dict:
     return order[len(order) // 2]
 
 
+def greedy_parity(model: MusicGen, batch: int, duration: float) -> dict:
+    """Greedy codes of the compiled path (fused kernels where available) against the plain
+    path's (compile=False): the fraction of equal codes and the first frame that differs."""
+    prompts = prompts_for(batch)
+    fast = generate_phased(model, prompts, duration, temperature=0)["codes"]
+    plain = generate_phased(model, prompts, duration, compile=False, temperature=0)["codes"]
+    equal = np.array(fast) == np.array(plain)
+    differs = np.nonzero(~equal.all(axis=(0, 1)))[0]
+    return {
+        "batch": batch,
+        "frames": equal.shape[-1],
+        "equal": float(equal.mean()),
+        "first_difference": int(differs[0]) if len(differs) else None,
+        "distinct_codes": len(np.unique(np.array(fast))),
+    }
+
+
 def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
     """Quantize the decoder in place; return its error against the unquantized decoder.
 
@@ -465,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     info = versions()
     print(json.dumps(info), flush=True)
     rows: list[Row] = []
-    quality = []
+    quality, parity = [], []
     for name in args.models:
         for dtype in args.dtype:
             for quant in sorted(args.quantize):
@@ -476,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
                         | quantization_quality(model, quant, args.duration)
                     )
                     print(json.dumps(quality[-1]), flush=True)
+                if args.plain and not quant and dtype == "float32":
+                    parity.append(
+                        {"model": name} | greedy_parity(model, args.batch[0], args.duration)
+                    )
+                    print(json.dumps(parity[-1]), flush=True)
                 for batch in args.batch:
                     rows.append(measure_ours(model, name, dtype, quant, batch, args))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
@@ -505,10 +527,21 @@ def main(argv: list[str] | None = None) -> int:
             f"codes equal {q['greedy_code_agreement']:.3f} (first difference at frame "
             f"{q['greedy_frames_before_first_difference']} of {q['frames']})"
         )
+    for p in parity:
+        print(
+            f"greedy float32 ({p['model']}, batch {p['batch']}, {p['frames']} frames): compiled "
+            f"== plain for {p['equal']:.1%} of codes, first difference at frame "
+            f"{p['first_difference']} ({p['distinct_codes']} distinct codes)"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"versions": info, "rows": [asdict(r) for r in rows], "quality": quality},
+                {
+                    "versions": info,
+                    "rows": [asdict(r) for r in rows],
+                    "quality": quality,
+                    "parity": parity,
+                },
                 f,
                 indent=1,
             )
