@@ -23,7 +23,7 @@ from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder
 from musicgen.errors import CheckpointError
 from musicgen.model import MusicGen
-from musicgen.quantize import check_bits, quantize_decoder
+from musicgen.quantize import check_bits, quantize_model
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
@@ -54,8 +54,8 @@ def load(
 
     ``dtype`` ("float32", "float16" or "bfloat16") is the compute type of the text encoder and
     the decoder; the EnCodec codec always runs in float32. Sizes come from config.json alone.
-    ``quantize`` (4 or 8) stores the decoder layers' weights in that many bits (see
-    ``musicgen.quantize``).
+    ``quantize`` (4 or 8) stores the decoder layers' and the T5 encoder's matmul weights in that
+    many bits (see ``musicgen.quantize``).
     """
     dtype = dtype_from_name(dtype)
     quantize = check_bits(quantize)
@@ -90,15 +90,15 @@ def load(
     codec = load_codec(config, groups["audio_encoder"], origin, path)
     text_encoder.set_dtype(dtype)
     decoder.set_dtype(dtype)
-    if quantize:
-        quantize_decoder(decoder, quantize)
-    mx.eval(text_encoder.parameters(), decoder.parameters())
     chroma = None
     if config.is_melody:
         from musicgen.chroma import ChromaExtractor
 
         chroma = ChromaExtractor.from_dir(path)
-    return MusicGen(config, tokenizer, text_encoder, decoder, codec, chroma)
+    model = MusicGen(config, tokenizer, text_encoder, decoder, codec, chroma)
+    quantize_model(model, quantize)
+    mx.eval(text_encoder.parameters(), decoder.parameters())
+    return model
 
 
 def _decoder(config: MusicGenConfig):

@@ -145,9 +145,12 @@ class EncodecModel(nn.Module):
         return out
 
     def decode(self, codes: mx.array) -> mx.array:
-        """Codes (batch, codebooks, frames) -> audio (batch, channels, frames * hop_length)."""
+        """Codes (batch, codebooks, frames) -> audio (batch, channels, frames * hop_length).
+
+        Evaluated layer by layer (`run_layers`): the activations of one layer at a time.
+        """
         codes = self.check_codes(codes)
-        audio = self.decoder(self.quantizer.decode(codes))
+        audio = self.decoder(self.quantizer.decode(codes), stepwise=True)
         return audio.transpose(0, 2, 1).astype(mx.float32)
 
     def encode(self, audio: mx.array, bandwidth: float | None = None) -> mx.array:

@@ -6,6 +6,8 @@ Layer lists mirror transformers' `layers` indices (ELUs included), so checkpoint
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mlx.core as mx
 import mlx.nn as nn
 
@@ -63,6 +65,20 @@ class EncodecEncoder(nn.Module):
         return x
 
 
+def run_layers(layers: Sequence[nn.Module], x: mx.array, stepwise: bool = False) -> mx.array:
+    """`x` through `layers` in turn.
+
+    `stepwise` evaluates each layer's output before the next layer is built: the same numbers,
+    but the peak is one layer's working memory instead of the whole stack's graph (for 50
+    frames of encodec_32khz 0.10 GB instead of 0.25 GB), at the price of a sync per layer.
+    """
+    for layer in layers:
+        x = layer(x)
+        if stepwise:
+            mx.eval(x)
+    return x
+
+
 class EncodecDecoder(nn.Module):
     """Embeddings (N, frames, hidden_size) -> audio (N, frames * hop_length, channels).
 
@@ -92,7 +108,5 @@ class EncodecDecoder(nn.Module):
         ]
         self.layers = layers
 
-    def __call__(self, x: mx.array) -> mx.array:
-        for layer in self.layers:
-            x = layer(x)
-        return x
+    def __call__(self, x: mx.array, stepwise: bool = False) -> mx.array:
+        return run_layers(self.layers, x, stepwise)

@@ -25,7 +25,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from musicgen.encodec.conv import EncodecConv1d, EncodecConvTranspose1d
-from musicgen.encodec.seanet import EncodecResnetBlock
+from musicgen.encodec.seanet import EncodecResnetBlock, run_layers
 from musicgen.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -127,9 +127,7 @@ class StreamingDecoder:
         if end <= self._emitted:
             return self._empty(self._batch)
         start = max(0, self._emitted - self.post_context)
-        x = self._hidden[:, start - self._hid_start :]
-        for layer in self._upsample:
-            x = layer(x)
+        x = run_layers(self._upsample, self._hidden[:, start - self._hid_start :], stepwise=True)
         hop = self.model.hop_length
         audio = x[:, (self._emitted - start) * hop : (end - start) * hop]
         self._emitted = end
