@@ -7,10 +7,11 @@ weights share a scale and a bias), as does T5's token embedding. The decoder's c
 embeddings, the text projection and the heads keep the compute dtype (the heads float32), so
 logits stay float32; T5's relative-position bias and norms stay unquantized too.
 
-T5 gets ``TEXT_BITS[bits]``: 8 bits in both cases, because 4 bits moved its hidden states by
-~20% (relative L2, random weights) against ~1.5% at 8 bits, as much error as the whole 4-bit
-decoder adds to the logits; 8 bits still halves T5 (0.22 -> 0.12 GB for musicgen-small in
-float16). Measurements: docs/performance.md and tests/musicgen/test_t5_quantize.py.
+T5 gets ``TEXT_BITS[bits]``: 8 bits in both cases. At musicgen-small's shapes (random
+weights) 4 bits moved its hidden states by 33% (relative L2) and the guided logits by 31%,
+more than the whole 4-bit decoder does (15%); 8 bits by 2.3% and 2.1%, and still halve T5
+(0.22 -> 0.12 GB in float16). Measurements: docs/performance.md,
+tests/musicgen/test_t5_quantize.py.
 """
 
 from __future__ import annotations
