@@ -51,7 +51,7 @@ from musicgen.encodec.seanet import EncodecEncoder
 from musicgen.generate import generate_step
 from musicgen.model import MusicGen
 from musicgen.plugin import HUB_MODELS, hub_config
-from musicgen.quantize import quantize_decoder
+from musicgen.quantize import quantize_model
 from musicgen.sampling import make_sampler
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
@@ -278,7 +278,8 @@ def greedy_parity(model: MusicGen, batch: int, duration: float) -> dict:
 
 
 def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
-    """Quantize the decoder in place; return its error against the unquantized decoder.
+    """Quantize the model in place as ``musicgen.load(quantize=bits)`` does (decoder, T5);
+    return its error against the unquantized model.
 
     Teacher-forced: guided logits over the same delayed random codes (relative L2 error, max
     absolute error, how often the argmax agrees); free-running: greedy codes from the same
@@ -291,12 +292,12 @@ def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
     vocab = model.config.decoder.vocab_size
     codes = mx.random.randint(0, vocab, (2, model.num_codebooks, frames), key=mx.random.key(7))
     sequence = apply_delay(codes.astype(mx.int32), delays, special)[:, :, :-1]
-    states, mask = model.encode_text(prompts)
-    guided_states = mx.concatenate([states, mx.zeros_like(states)])
-    guided_mask = mx.concatenate([mask, mx.zeros_like(mask)])
-    bias = cross_attention_bias(guided_mask, states.dtype)
 
-    def guided_logits():
+    def guided_logits():  # the text is encoded again: quantize_model quantizes T5 too
+        states, mask = model.encode_text(prompts)
+        guided_states = mx.concatenate([states, mx.zeros_like(states)])
+        guided_mask = mx.concatenate([mask, mx.zeros_like(mask)])
+        bias = cross_attention_bias(guided_mask, states.dtype)
         cross = model.decoder.cross_kv(guided_states)
         logits = model.decoder(mx.concatenate([sequence, sequence]), cross, bias)
         cond, uncond = logits[:2], logits[2:]
@@ -307,8 +308,8 @@ def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
 
     reference, reference_codes = guided_logits(), greedy()
     mx.eval(reference, reference_codes)
-    quantize_decoder(model.decoder, bits)
-    mx.eval(model.decoder.parameters())
+    quantize_model(model, bits)
+    mx.eval(model.decoder.parameters(), model.text_encoder.parameters())
     quantized, quantized_codes = guided_logits(), greedy()
     mx.eval(quantized, quantized_codes)
     ref, q = np.array(reference), np.array(quantized)

@@ -25,7 +25,8 @@ part="${2:-all}"  # 1: kernel tests, musicgen-small float16; 2: the rest (each <
 if [[ $part != 2 ]]; then
   # The fused kernels against plain MLX (skipped on machines without CUDA, such as CI's), and
   # float16/bfloat16 staying finite at musicgen-small's shapes.
-  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/musicgen/test_kernels.py \
+  # MLX_ENABLE_TF32=0: float32 matmuls in full float32, for the exact-token comparisons.
+  MLX_ENABLE_TF32=0 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/musicgen/test_kernels.py \
     tests/musicgen/test_fast_path.py -k "kernel or fused or half_precision" \
     >"$out/pytest_kernels.log" 2>&1
   echo "== kernel tests (exit $?): $(tail -1 "$out/pytest_kernels.log")"
@@ -37,8 +38,9 @@ if [[ $part != 2 ]]; then
     --no-reference --repeat 2
 fi
 if [[ $part != 1 ]]; then
-  # float32 against transformers float32, and greedy codes compiled == plain.
-  bench small_fp32 200 --duration 10 --batch 1 --dtype float32 --plain --unfused
+  # float32 (matmuls in full float32, not MLX's default TF32) against transformers float32, and
+  # greedy codes compiled (fused) == plain.
+  MLX_ENABLE_TF32=0 bench small_fp32 200 --duration 10 --batch 1 --dtype float32 --plain --unfused
   # MLX's default number of kernels per CUDA graph.
   MLX_MAX_OPS_PER_BUFFER=20 bench ops_default 80 --duration 10 --batch 1 16 --dtype float16 \
     --no-reference --repeat 2
