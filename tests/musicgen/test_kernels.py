@@ -208,10 +208,11 @@ def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, leng
     mx.eval(keys, values)
     keys_before, values_before = f64(keys), f64(values)
     qkv = normal((B, length, 3 * H * D), 3, dtype=dtype)
-    got = kernels.attention(
-        qkv, keys, values, scale=D**-0.5, position=mx.array([position], mx.int32)
+    got, next_position = kernels.cached_attention(
+        qkv, keys, values, mx.array([position], mx.int32), scale=D**-0.5
     )
-    mx.eval(got)
+    mx.eval(got, next_position)
+    assert next_position.tolist() == [position + length]
 
     queries, new_keys, new_values = f64(qkv).reshape(B, length, 3, H, D).transpose(2, 0, 3, 1, 4)
     written = slice(position, position + length)
@@ -246,6 +247,8 @@ def test_fused_greedy_decoding_gives_the_unfused_and_the_plain_tokens(batch, mon
 @cuda
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
 def test_fused_half_precision_logits_stay_close_to_the_unfused(dtype, monkeypatch):
+    """Teacher-forced: no call's input depends on the previous call's output, so only the
+    positions chain the kernels' cache writes and reads (``cached_attention``)."""
     decoder = small_decoder(dtype)
     states, mask = text_conditioning(2, dtype)
     codes = mx.random.randint(0, 64, (2, 4, 1), key=mx.random.key(3))

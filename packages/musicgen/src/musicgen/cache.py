@@ -71,8 +71,8 @@ class StaticLayerCache:
 
     ``offset`` is an int32 scalar array (the positions written before this call); attention
     reads the whole buffer and the mask hides the positions not written yet. With ``fused``
-    the CUDA attention kernel (``musicgen.kernels.attention``) reads ``keys``/``values`` and
-    writes the new positions into them in place; no mask, no update here.
+    the CUDA attention kernel (``musicgen.kernels.cached_attention``) reads ``keys``/``values``,
+    writes the new positions into them in place and replaces ``start`` with the next one.
     """
 
     def __init__(
@@ -146,6 +146,8 @@ class StaticCache:
         self.keys: list[mx.array] | None = None
         self.values: list[mx.array] | None = None
         self._position = mx.array(0, dtype=mx.int32)  # the same, on the device
+        # Fused: each layer's start index, as its last attention kernel output it.
+        self._starts = [mx.zeros((1,), mx.int32)] * num_layers
         self._forward: Forward | None = None
         self._run = mx.compile(self._pass) if compile else self._pass
 
@@ -167,12 +169,14 @@ class StaticCache:
             if self.fused:  # real buffers before the kernels write into them
                 mx.eval(self.keys, self.values)
         if self.fused:
-            logits, self._position = self._run(codes, args, self.keys, self.values, self._position)
+            logits, self._position, self._starts = self._run(
+                codes, args, self.keys, self.values, self._position, self._starts
+            )
         else:
             keys, values = self.keys, self.values
             self.keys = self.values = None  # the pass may then update the buffers in place
             logits, self.keys, self.values, self._position = self._run(
-                codes, args, keys, values, self._position
+                codes, args, keys, values, self._position, None
             )
         self.offset += length
         return logits
@@ -184,14 +188,16 @@ class StaticCache:
         keys: list[mx.array],
         values: list[mx.array],
         position: mx.array,
+        starts: list[mx.array] | None,
     ) -> tuple[mx.array, ...]:
-        start = position.reshape(1)
+        if starts is None:
+            starts = [position.reshape(1)] * self.num_layers
         layers = [
             StaticLayerCache(k, v, position, start, self.fused)
-            for k, v in zip(keys, values, strict=True)
+            for k, v, start in zip(keys, values, starts, strict=True)
         ]
         logits = self._forward(codes, *args, layers)
         position = position + codes.shape[-1]
-        if self.fused:
-            return logits, position
+        if self.fused:  # each layer's next start comes out of its attention kernel
+            return logits, position, [c.start for c in layers]
         return logits, [c.keys for c in layers], [c.values for c in layers], position

@@ -175,8 +175,8 @@ class Attention(nn.Module):
         if kv is None:
             qkv = linear(self.qkv_proj, x, norm=norm, fused=fused)
             if fused:
-                out = kernels.attention(
-                    qkv, cache.keys, cache.values, scale=self.scale, position=cache.start
+                out, cache.start = kernels.cached_attention(
+                    qkv, cache.keys, cache.values, cache.start, scale=self.scale
                 )
                 return linear(self.out_proj, out, residual, fused=True)
             if L == 1:  # (B, 3 x H x D) in memory order is (B, 3, H, 1, D): views, no copies

@@ -6,15 +6,15 @@ with 8 (``docs/performance.md``):
 
 - ``fused_linear``: layer norm + matrix-vector product (+ activation) (+ residual) in one kernel,
   for up to ``MAX_ROWS`` rows (batch x CFG branches x positions).
-- ``attention``: attention of a few query positions, computed with an online softmax. For
-  self-attention it reads the past keys and values from the cache, the new ones from the
-  fused projection, and writes the new ones into the cache *in place*: no slice update, no
-  copy of the cache, no mask.
+- ``cached_attention``: self-attention of a few query positions with an online softmax. It
+  reads the past keys and values from the cache, the new ones from the fused projection, and
+  writes the new ones into the cache *in place*: no slice update, no copy of the cache, no
+  mask. ``attention`` is the same kernel for cross-attention.
 
 The in-place write goes through MLX's input pointer: the cache buffers are arrays the
-``StaticCache`` owns for the whole generation and that nothing else reads or writes, and every
-step's kernels run after the previous step's on the one stream (each step's input is the
-previous step's output), so the write is ordered as if it were a data dependency.
+``StaticCache`` owns for the whole generation and that nothing else reads or writes. MLX does
+not see the write, so the order of the calls on one cache comes from the data: each call
+outputs the next position, and the next call on that layer's cache takes it as input.
 
 Elsewhere (CPU, Metal) and for shapes the kernels do not cover, the decoder keeps its plain MLX
 operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
@@ -175,6 +175,7 @@ _ATTENTION = """
   const T* past_keys = keys + head;
   const T* past_values = values + head;
 #if SELF
+  if (blockIdx.x == 0 && threadIdx.x == 0) next_position[0] = pos + L;
   if (threadIdx.x < D) {  // the new key and value, written in place (see musicgen.kernels)
     const size_t at = (size_t)(pos + i) * D + threadIdx.x;
     const size_t from = (size_t)i * new_stride + threadIdx.x;
@@ -276,19 +277,20 @@ def _kernel(kind: str, **defines: float) -> object:
     )
     tag = "_".join(str(v).replace(".", "p").replace("-", "m") for v in defines.values())
     if kind == "linear":
-        inputs = ["x", "w"]
+        inputs, outputs = ["x", "w"], ["y"]
         inputs += ["norm_w", "norm_b"] if defines["HAS_NORM"] else []
         inputs += ["res"] if defines["HAS_RESIDUAL"] else []
         source = _LINEAR
     else:
-        inputs = ["q", "keys", "values"]
+        inputs, outputs = ["q", "keys", "values"], ["out"]
         inputs += ["position"] if defines["SELF"] else []
+        outputs += ["next_position"] if defines["SELF"] else []
         inputs += ["bias"] if defines["HAS_BIAS"] else []
         source = _ATTENTION
     return mx.fast.cuda_kernel(
         name=f"musicgen_{kind}_{tag}",
         input_names=inputs,
-        output_names=["y" if kind == "linear" else "out"],
+        output_names=outputs,
         source=source,
         header=header + _HEADER,
     )
@@ -370,24 +372,40 @@ def attention(
     values: mx.array,
     *,
     scale: float,
-    position: mx.array | None = None,
     bias: mx.array | None = None,
 ) -> mx.array:
-    """Attention of L query positions per row -> (B, L, H x D).
+    """Cross-attention of L query positions per row -> (B, L, H x D).
 
-    Cross-attention: ``queries`` (B, L, H x D) attend to all S ``keys``/``values``
-    (B, H, S, D), with the additive ``bias`` (B, 1, 1, S) when given.
-
-    Self-attention over a cache (``position``, an int32 (1,) array, given): ``queries`` is the
-    fused projection (B, L, 3 x H x D); query i attends causally to the cache's first
-    ``position`` keys and the new keys up to its own, and the new keys and values are written
-    into ``keys``/``values`` at ``position`` .. ``position + L - 1`` in place.
+    ``queries`` (B, L, H x D) attend to all S ``keys``/``values`` (B, H, S, D), with the
+    additive ``bias`` (B, 1, 1, S) when given.
     """
+    return _attention(queries, keys, values, scale, bias=bias)[0]
+
+
+def cached_attention(
+    qkv: mx.array, keys: mx.array, values: mx.array, position: mx.array, *, scale: float
+) -> tuple[mx.array, mx.array]:
+    """Self-attention over a cache -> ((B, L, H x D) output, next position).
+
+    ``qkv`` is the fused projection (B, L, 3 x H x D) of L new positions; query i attends
+    causally to the cache's first ``position`` (int32 (1,)) keys and the new keys up to its
+    own, and the new keys and values are written into ``keys``/``values`` (B, H, S, D) at
+    ``position`` .. ``position + L - 1`` in place. The next position (``position + L``) is
+    an output of the same kernel: the next call on this cache must take it, which orders that
+    call's reads after this call's writes.
+    """
+    return tuple(_attention(qkv, keys, values, scale, position=position))
+
+
+def _attention(queries, keys, values, scale, *, position=None, bias=None) -> list[mx.array]:
     batch, heads, _, head_dim = keys.shape
     length = queries.shape[1]
     inputs = [queries, keys, values]
+    shapes, dtypes = [(batch, length, heads * head_dim)], [queries.dtype]
     if position is not None:
         inputs.append(position)
+        shapes.append((1,))
+        dtypes.append(mx.int32)
     if bias is not None:
         inputs.append(bias)
     kernel = _kernel(
@@ -396,12 +414,11 @@ def attention(
         HAS_BIAS=int(bias is not None),
         SCALE=float(scale),
     )
-    (out,) = kernel(
+    return kernel(
         inputs=inputs,
         template=[("T", queries.dtype), ("D", head_dim), ("THREADS", _THREADS)],
         grid=(batch * length * heads * _THREADS, 1, 1),
         threadgroup=(_THREADS, 1, 1),
-        output_shapes=[(batch, length, heads * head_dim)],
-        output_dtypes=[queries.dtype],
+        output_shapes=shapes,
+        output_dtypes=dtypes,
     )
-    return out
