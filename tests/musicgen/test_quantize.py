@@ -47,12 +47,15 @@ def decoder_bytes(model) -> int:
 
 def guided_logits(model) -> np.ndarray:
     """Teacher-forced guided logits (B, K, L, V) over the same random delayed codes."""
+    return guided_logits_for(model.decoder, *model.encode_text(PROMPTS))
+
+
+def guided_logits_for(decoder, states: mx.array, mask: mx.array) -> np.ndarray:
+    """``guided_logits`` of ``decoder`` given decoder-width text states and their mask."""
     codes = mx.random.randint(0, 32, (len(PROMPTS), 4, 20), key=mx.random.key(5))
     sequence = apply_delay(codes, codebook_delays(4), 32)
-    states, mask = model.encode_text(PROMPTS)
     states = mx.concatenate([states, mx.zeros_like(states)])
     mask = mx.concatenate([mask, mx.zeros_like(mask)])
-    decoder = model.decoder
     logits = decoder(
         mx.concatenate([sequence, sequence]),
         decoder.cross_kv(states),

@@ -19,8 +19,6 @@ import musicgen
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-from musicgen.decoder import cross_attention_bias
-from musicgen.delay import apply_delay, codebook_delays
 from musicgen.quantize import TEXT_BITS, quantize_text_encoder
 
 from tests.musicgen.checkpoints import (
@@ -31,6 +29,7 @@ from tests.musicgen.checkpoints import (
     musicgen_config,
     write_musicgen,
 )
+from tests.musicgen.test_quantize import guided_logits_for
 
 WIDE_T5 = {**TINY_T5, "d_model": 64, "d_kv": 16, "d_ff": 128}
 WIDE_DECODER = {**TINY_DECODER, "hidden_size": 64, "ffn_dim": 128}
@@ -61,18 +60,7 @@ def text_states(model) -> tuple[np.ndarray, mx.array, mx.array]:
 
 def guided_logits(decoder, hidden: mx.array, mask: mx.array) -> np.ndarray:
     """Teacher-forced guided logits of ``decoder`` over fixed random codes, given T5 states."""
-    codes = mx.random.randint(0, 32, (len(PROMPTS), 4, 20), key=mx.random.key(5))
-    sequence = apply_delay(codes, codebook_delays(4), 32)
-    states = decoder.project_text(hidden, mask)
-    states = mx.concatenate([states, mx.zeros_like(states)])
-    guided_mask = mx.concatenate([mask, mx.zeros_like(mask)])
-    logits = decoder(
-        mx.concatenate([sequence, sequence]),
-        decoder.cross_kv(states),
-        cross_attention_bias(guided_mask, states.dtype),
-    )
-    B = len(PROMPTS)
-    return np.array(logits[B:] + (logits[:B] - logits[B:]) * 3.0)
+    return guided_logits_for(decoder, decoder.project_text(hidden, mask), mask)
 
 
 def relative_error(a: np.ndarray, reference: np.ndarray) -> float:
