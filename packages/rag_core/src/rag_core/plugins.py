@@ -220,7 +220,7 @@ class PluginHost:
         self._call("register_models", name, register=register_model)
         self._call("register_tools", name, register=register_tool)
         self._call("register_loaders", name, register=register_loader)
-        self._call("register_routes", name, register=lambda item: record.routes.append(
+        self._call("register_routes", name, register=lambda item: record.routes.extend(
             self.routes.register(item, plugin=name)))
         group = click.Group(name)
         self._call("register_commands", name, cli=group)

@@ -163,7 +163,18 @@ def serve(
     on_listening(url_of(sock))
     config = uvicorn.Config(app, log_level="info", server_header=False, lifespan="on",
                             timeout_graceful_shutdown=30)
+
+    class Server(uvicorn.Server):
+        """Ctrl-C and SIGTERM are how a server is meant to end: after the graceful shutdown the
+        command exits 0, where uvicorn would raise the signal again for an embedding program."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                getattr(self, "_captured_signals", []).clear()
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        Server(config).run(sockets=[sock])
     finally:
         sock.close()

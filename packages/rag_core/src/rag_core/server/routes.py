@@ -61,7 +61,7 @@ class RouteTable:
         self._modules: dict[str, PageModule] = {}  # by url
         self._lock = threading.Lock()
 
-    def register(self, item: Endpoint | PageModule, plugin: str) -> str:
+    def register(self, item: Endpoint | PageModule, plugin: str) -> list[str]:
         """Check and add an endpoint or page module; returns the labels to record for it."""
         if isinstance(item, Endpoint):
             return self._add_endpoint(_checked_endpoint(item, plugin))
@@ -70,7 +70,7 @@ class RouteTable:
         raise PluginError(f"register() in register_routes takes a rag_core.Endpoint or a "
                           f"rag_core.PageModule, got {type(item).__name__} (plugin '{plugin}').")
 
-    def _add_endpoint(self, endpoint: Endpoint) -> str:
+    def _add_endpoint(self, endpoint: Endpoint) -> list[str]:
         with self._lock:
             for method in endpoint.methods:
                 taken = self._endpoints.get((method, endpoint.path))
@@ -79,15 +79,15 @@ class RouteTable:
                         "endpoint", f"{method} {endpoint.path}", taken.plugin, endpoint.plugin)
             for method in endpoint.methods:
                 self._endpoints[(method, endpoint.path)] = endpoint
-        return ", ".join(endpoint.labels)
+        return endpoint.labels
 
-    def _add_module(self, module: PageModule) -> str:
+    def _add_module(self, module: PageModule) -> list[str]:
         with self._lock:
             if module.url in self._modules:
                 raise DuplicateRegistrationError.between("page module", module.url,
                                                          module.plugin, module.plugin)
             self._modules[module.url] = module
-        return f"page {module.url}"
+        return [f"page {module.url}"]
 
     def remove_plugin(self, plugin: str) -> None:
         with self._lock:
@@ -109,7 +109,8 @@ def _checked_endpoint(endpoint: Endpoint, plugin: str) -> Endpoint:
     methods = tuple(str(m).upper() for m in methods)
     endpoint = dataclasses.replace(endpoint, methods=methods, plugin=plugin)
     where = f"Plugin '{plugin}' registered endpoint {endpoint.path!r}"
-    if not isinstance(endpoint.path, str) or not PATH.match(endpoint.path):
+    path = endpoint.path
+    if not isinstance(path, str) or not PATH.match(path) or {".", ".."} & set(path.split("/")):
         raise PluginError(f"{where}: a path must start with {PLUGIN_PREFIX} and hold only "
                           "letters, digits, '._~-' and {parameters}, e.g. /api/tracks/{id}.")
     if any(endpoint.path == p.rstrip("/") or endpoint.path.startswith(p.rstrip("/") + "/")
