@@ -132,3 +132,18 @@ def _tools_with(retrieve, builtin):
         register(Tool("answer", builtin.answer_tool, "answer"))
 
     return register_tools
+
+
+def test_the_answer_step_takes_turns_on_the_models_lane(library, client):
+    import rag_core
+
+    with rag_core.model_lane(str(library.llm)):  # e.g. a chat answer in progress
+        job = client.post("/api/run/ask", json={"question": "bread?"}).json()
+        deadline = time.monotonic() + 10
+        while client.get(f"/api/jobs/{job['id']}").json()["progress"] < 0.5:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)
+        waiting = client.get(f"/api/jobs/{job['id']}").json()
+        assert waiting["status"] == "running" and waiting["progress"] == 0.5  # at the answer
+    assert poll(client, job["id"])["status"] == "done"

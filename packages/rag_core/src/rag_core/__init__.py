@@ -32,6 +32,7 @@ from rag_core.plugins import (
     get_loaders,
     get_registry,
     get_tool,
+    model_lane,
 )
 from rag_core.registry import ModelPattern, ModelRegistry, ModelSpec
 from rag_core.server import Endpoint, HTTPError, PageModule
@@ -76,6 +77,7 @@ __all__ = [
     "get_tool",
     "hookimpl",
     "load_config",
+    "model_lane",
     "resolve_model_path",
     "run_pipeline",
     "set_config",

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import EntryPoint, entry_points, version
 from typing import Any
@@ -310,6 +311,13 @@ def get_registry() -> ModelRegistry:
 def get_jobs() -> JobQueue:
     """The process-wide job queue (see rag_core.jobs): background work, one job per model."""
     return get_host().jobs
+
+
+def model_lane(model_id: str) -> AbstractContextManager:
+    """Hold while generating with a model (id, alias or folder): one generation at a time per
+    model, taking turns with the jobs queued under its id."""
+    host = get_host()
+    return host.jobs.lane(host.registry.spec(model_id).id)
 
 
 def get_tool(name: str) -> Tool:

@@ -3,11 +3,12 @@ lanes, and searches of the store. Everything here blocks; endpoints call it from
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import AbstractContextManager
 
 from rag_core.config import get_config
 from rag_core.errors import ModelNotFoundError
-from rag_core.plugins import get_jobs, get_registry
+from rag_core.plugins import get_jobs, get_registry, model_lane
 from rag_core.registry import ModelSpec
 from rag_core.retrieval import retrieve
 from rag_core.search import SearchResponse
@@ -42,15 +43,15 @@ def lane(spec: ModelSpec) -> AbstractContextManager:
 def search(query: str, k: int, mode: str = "auto", field: str = "query") -> SearchResponse:
     """Search the configured store, with the notes on how (e.g. why only BM25) in the response.
 
-    The embedding model is the configured one's lane while the query is embedded."""
+    The configured embedding model's lane is held while the query is embedded."""
     notes: list[str] = []
     embedding = get_config().get("embedding.model")
     try:
-        key = get_registry().spec(embedding).id
-    except ModelNotFoundError:
-        key = embedding
+        holding = model_lane(embedding)
+    except ModelNotFoundError:  # search says what it can do without it
+        holding = contextlib.nullcontext()
     try:
-        with get_jobs().lane(key):
+        with holding:
             response = retrieve(query, k=k, mode=mode, note=notes.append)
     except ValueError as exc:  # e.g. a query of stop words only
         raise HTTPError(400, str(exc), field) from None
