@@ -55,7 +55,8 @@ class Library:
 def write_config(path: Path, store: Path, embedding: Path, llm: Path, extra: str = "") -> None:
     path.write_text(f"[store]\npath = {json.dumps(str(store))}\n"
                     f"[embedding]\nmodel = {json.dumps(str(embedding))}\n"
-                    f"[llm]\nmodel = {json.dumps(str(llm))}\n{extra}")
+                    f"[llm]\nmodel = {json.dumps(str(llm))}\n"
+                    f"[tools.answer]\nmax_tokens = 4\n{extra}")  # pipelines answer briefly
     rag_core.plugins.reset()
 
 

@@ -238,3 +238,9 @@ def test_an_empty_store_is_a_conflict_that_says_what_to_do(library, client):
     library.store.unlink()
     response = client.post("/v1/chat/completions", json={"messages": QUESTION})
     assert_error(response, 409, None, "mlx-rag ingest")
+
+
+def test_a_model_that_cannot_be_loaded_is_a_503_naming_it(library, client):
+    response = client.post("/v1/chat/completions", json={
+        "messages": QUESTION, "model": "mlx-community/not-downloaded-4bit"})
+    assert_error(response, 503, "model", "mlx-community/not-downloaded-4bit")

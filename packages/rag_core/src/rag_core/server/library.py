@@ -7,7 +7,7 @@ import contextlib
 from contextlib import AbstractContextManager
 
 from rag_core.config import get_config
-from rag_core.errors import ModelNotFoundError
+from rag_core.errors import ModelNotFoundError, ModelUnavailableError
 from rag_core.plugins import get_jobs, get_registry, model_lane
 from rag_core.registry import ModelSpec
 from rag_core.retrieval import retrieve
@@ -29,9 +29,12 @@ def model_spec(model_id: str | None, kind: str, field: str = "model") -> ModelSp
     return spec
 
 
-def load(spec: ModelSpec):
+def load(spec: ModelSpec, field: str = "model"):
     """The loaded model: cached by the registry, so only the first request pays the load."""
-    return get_registry().get(spec.id)
+    try:
+        return get_registry().get(spec.id)
+    except ModelUnavailableError as exc:  # e.g. offline and not in the cache
+        raise HTTPError(503, str(exc), field) from None
 
 
 def lane(spec: ModelSpec) -> AbstractContextManager:
