@@ -4,6 +4,7 @@
     registry = rag_core.get_registry()          # models registered by the enabled plugins
     model = registry.get("facebook/musicgen-small")
     state = rag_core.run_pipeline("ask", "What is MLX?")
+    job = rag_core.get_jobs().submit(work, kind="music", key=model_id)   # background work
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ from rag_core.errors import (
 )
 from rag_core.hookspecs import hookimpl
 from rag_core.hub import resolve_model_path
+from rag_core.jobs import Job, JobCancelled, JobContext, JobQueue
 from rag_core.pipeline import PipelineState, run_pipeline
-from rag_core.plugins import DocumentLoader, get_host, get_loaders, get_registry, get_tool
+from rag_core.plugins import (
+    DocumentLoader,
+    get_host,
+    get_jobs,
+    get_loaders,
+    get_registry,
+    get_tool,
+    model_lane,
+)
 from rag_core.registry import ModelPattern, ModelRegistry, ModelSpec
+from rag_core.server import Endpoint, HTTPError, PageModule
 from rag_core.tools import Tool
 
 try:
@@ -39,11 +50,18 @@ __all__ = [
     "ConfigError",
     "DocumentLoader",
     "DuplicateRegistrationError",
+    "Endpoint",
+    "HTTPError",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobQueue",
     "ModelNotFoundError",
     "ModelPattern",
     "ModelRegistry",
     "ModelSpec",
     "ModelUnavailableError",
+    "PageModule",
     "PipelineError",
     "PipelineState",
     "PluginError",
@@ -53,11 +71,13 @@ __all__ = [
     "ToolNotFoundError",
     "get_config",
     "get_host",
+    "get_jobs",
     "get_loaders",
     "get_registry",
     "get_tool",
     "hookimpl",
     "load_config",
+    "model_lane",
     "resolve_model_path",
     "run_pipeline",
     "set_config",

@@ -8,7 +8,7 @@ import functools
 import importlib.util
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ LLM_ALLOW_PATTERNS = [
 
 @dataclass
 class Sampling:
-    """Generation settings, passed to mlx-lm's `make_sampler` (temp 0 is greedy)."""
+    """Generation settings: mlx-lm's `make_sampler` (temp 0 is greedy) and
+    `make_logits_processors` (penalties and logit_bias; None leaves one out)."""
 
     max_tokens: int = 512
     temp: float = 0.0
@@ -34,6 +35,10 @@ class Sampling:
     top_k: int = 0
     min_p: float = 0.0
     seed: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[int, float] | None = None  # token id -> added to its logit
 
     def __post_init__(self):
         problems = []
@@ -47,6 +52,17 @@ class Sampling:
             problems.append(f"top_k must be >= 0 (got {self.top_k})")
         if not 0 <= self.min_p <= 1:
             problems.append(f"min_p must be in [0, 1] (got {self.min_p})")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if value is not None and not -2 <= value <= 2:
+                problems.append(f"{name} must be in [-2, 2] (got {value})")
+        if self.logit_bias is not None:
+            try:
+                self.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
+            except (TypeError, ValueError):
+                problems.append("logit_bias must map token ids to numbers")
         if problems:
             raise ValueError("Bad sampling options: " + "; ".join(problems) + ".")
 
@@ -54,6 +70,17 @@ class Sampling:
         from mlx_lm.sample_utils import make_sampler
 
         return make_sampler(temp=self.temp, top_p=self.top_p, min_p=self.min_p, top_k=self.top_k)
+
+    def logits_processors(self) -> list:
+        """mlx-lm logits processors for the penalties and bias that are set (often none)."""
+        options = {name: getattr(self, name) for name in (
+            "logit_bias", "repetition_penalty", "presence_penalty", "frequency_penalty")}
+        options = {k: v for k, v in options.items() if v is not None}
+        if not options:
+            return []
+        from mlx_lm.sample_utils import make_logits_processors
+
+        return make_logits_processors(**options)
 
 
 @dataclass
@@ -133,14 +160,18 @@ class Answer:
         }
 
 
-def build_messages(question: str, passages: list[dict]) -> list[dict]:
-    """Chat messages: the instructions, then the numbered passages and the question."""
+def build_messages(
+    question: str, passages: list[dict], history: Sequence[dict] = (), instructions: str = ""
+) -> list[dict]:
+    """Chat messages: the instructions (ours, then the caller's), the earlier turns of a
+    conversation (``{"role", "content"}``), then the numbered passages and the question."""
     context = "\n\n".join(
         f"[{n}] {p['source']} (lines {p['lines'][0]}-{p['lines'][1]}):\n{p['text']}"
         for n, p in enumerate(passages, 1)
     )
     user = f"Passages:\n\n{context}\n\nQuestion: {question}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    system = f"{SYSTEM_PROMPT}\n\n{instructions}" if instructions.strip() else SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, *history, {"role": "user", "content": user}]
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
@@ -155,21 +186,35 @@ def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.encode(text)
 
 
-def stream_answer(
-    llm: LanguageModel, question: str, passages: list[dict], sampling: Sampling | None = None
-) -> Iterator[str]:
-    """Yield the answer's text piece by piece as the model generates it."""
+def stream_responses(
+    llm: LanguageModel,
+    question: str,
+    passages: list[dict],
+    sampling: Sampling | None = None,
+    history: Sequence[dict] = (),
+    instructions: str = "",
+) -> Iterator[Any]:
+    """mlx-lm's response records as the answer is generated: ``text`` (a piece, maybe empty),
+    ``prompt_tokens``, ``generation_tokens`` and, on the last one, ``finish_reason``."""
     import mlx.core as mx
     from mlx_lm import stream_generate
 
     sampling = sampling or Sampling()
     if sampling.seed is not None:
         mx.random.seed(sampling.seed)
-    prompt = render_prompt(llm.tokenizer, build_messages(question, passages))
-    for response in stream_generate(
+    messages = build_messages(question, passages, history, instructions)
+    prompt = render_prompt(llm.tokenizer, messages)
+    yield from stream_generate(
         llm.model, llm.tokenizer, prompt, max_tokens=sampling.max_tokens,
-        sampler=sampling.sampler(),
-    ):
+        sampler=sampling.sampler(), logits_processors=sampling.logits_processors() or None,
+    )
+
+
+def stream_answer(
+    llm: LanguageModel, question: str, passages: list[dict], sampling: Sampling | None = None
+) -> Iterator[str]:
+    """Yield the answer's text piece by piece as the model generates it."""
+    for response in stream_responses(llm, question, passages, sampling):
         if response.text:
             yield response.text
 

@@ -6,6 +6,7 @@ Loaded by the plugin manager like any other plugin, so it can be turned off the 
 from __future__ import annotations
 
 from rag_core.answer import Sampling, answer, is_mlx_lm_dir, load_llm
+from rag_core.config import get_config
 from rag_core.embeddings import is_sentence_transformer_dir
 from rag_core.embeddings import load as load_embedder
 from rag_core.embeddings.sentence_transformer import ALLOW_PATTERNS as EMBEDDING_FILES
@@ -87,9 +88,13 @@ def answer_tool(
             "The answer step has no passages to answer from: put a retrieve step before it, "
             'e.g. steps = [{tool = "retrieve"}, {tool = "answer"}].'
         )
+    from rag_core.plugins import model_lane
+
     sampling = Sampling(max_tokens, temp, top_p, top_k, min_p, seed)
+    model = model or (state.config or get_config()).get("llm.model")
     llm = get_llm(model, state.config)
-    result = answer(llm, state.question, state.retrieved, sampling)
+    with model_lane(model):  # one generation at a time per model, as in the server
+        result = answer(llm, state.question, state.retrieved, sampling)
     state.answer = result.text
     return result.to_dict()
 

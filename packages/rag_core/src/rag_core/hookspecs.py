@@ -52,3 +52,20 @@ def register_loaders(register):
     ``load(path) -> str`` returns the document's text. Raise ``ValueError`` for a file that
     cannot be read; ingest skips it with a warning naming the file.
     """
+
+
+@hookspec
+def register_routes(register):
+    """Add endpoints to the ``mlx-rag serve`` HTTP API, and a part to its web page.
+
+    Call ``register(rag_core.Endpoint(path, handler, methods=("GET",)))`` per endpoint: ``path``
+    starts with ``/api/`` and may hold parameters (``/api/tracks/{id}``); ``handler(request)``
+    is an async Starlette endpoint returning a Response. The server checks the token first and
+    turns ``ValueError``/``rag_core.RagError`` (``rag_core.HTTPError`` for a status and field
+    of your choice) into JSON errors; ``rag_core.server.read_json(request)`` reads a body.
+    Long work goes to ``rag_core.get_jobs().submit(work, kind=..., key=model_id)``: answer
+    202 with ``job.to_dict()``; ``GET``/``DELETE /api/jobs/{id}`` serve every job.
+    Call ``register(rag_core.PageModule(file))`` with a JavaScript module whose exported
+    ``mount(page)`` adds the plugin's part to the page at ``/`` (see docs/server.md).
+    A method and path that another plugin registered is an error.
+    """

@@ -28,6 +28,10 @@ class PipelineState:
     answer: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # step name -> the tool's result
     config: Config | None = None
+    # Long-running tools may call progress(done, total) within their step; it may raise to
+    # cancel the run (rag_core.JobCancelled, when the pipeline runs as a server job).
+    progress: Callable[[float, float], None] = field(default=lambda done, total: None,
+                                                     repr=False)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Step:
     name: str
     tool: Tool
     options: dict
+
+    def record(self, result: dict, seconds: float) -> dict:
+        """How `mlx-rag run --json` and the server report a finished step."""
+        return {"name": self.name, "tool": self.tool.name, "plugin": self.tool.plugin,
+                "seconds": round(seconds, 3), "result": result}
 
 
 def plan(name_or_steps: str | list[dict], config: Config) -> list[Step]:
@@ -91,17 +100,24 @@ def run_pipeline(
     config: Config | None = None,
     *,
     on_step: Callable[[Step, dict, float], None] | None = None,
+    progress: Callable[[float, float], None] | None = None,
 ) -> PipelineState:
     """Run a configured pipeline (by name) or a list of steps on ``question``.
 
     ``on_step(step, result, seconds)`` is called after each step, e.g. to print progress.
+    ``progress(done, total)`` hears the run's progress: before each step, and within a step
+    whenever its tool reports through ``state.progress`` (raising there stops the run).
     """
     if not isinstance(question, str) or not question.strip():
         raise PipelineError("The question is empty; pass the text to run the pipeline on.")
     config = config or get_config()
     steps = plan(name_or_steps, config)
     state = PipelineState(question=question, config=config)
-    for step in steps:
+    for i, step in enumerate(steps):
+        if progress:
+            progress(i, len(steps))
+            state.progress = lambda done, total, i=i: progress(
+                i + (min(done / total, 1.0) if total else 0.0), len(steps))
         start = time.perf_counter()
         result = _run_step(step, state)
         state.outputs[step.name] = result

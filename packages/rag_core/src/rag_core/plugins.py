@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import EntryPoint, entry_points, version
 from typing import Any
@@ -23,12 +24,16 @@ import pluggy
 from rag_core import hookspecs
 from rag_core.config import Config, get_config, set_config
 from rag_core.errors import DuplicateRegistrationError, PluginError
+from rag_core.jobs import JobQueue
 from rag_core.registry import ModelPattern, ModelRegistry
+from rag_core.server.routes import RouteTable
 from rag_core.tools import Tool, ToolRegistry
 
 ENTRY_POINT_GROUP = "mlx_rag"
 BUILTIN_PLUGINS = {"rag_core": "rag_core.builtin"}  # name -> module, loaded before entry points
-HOOKS = ("register_models", "register_tools", "register_loaders", "register_commands")
+HOOKS = ("register_models", "register_tools", "register_loaders", "register_commands",
+         "register_routes")
+KINDS = ("models", "patterns", "tools", "commands", "loaders", "routes")  # a record's lists
 
 
 def env_flag(name: str) -> bool:
@@ -58,6 +63,7 @@ class PluginRecord:
     tools: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     loaders: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)  # "POST /api/x", "page /plugins/p/x.js"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +114,8 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.registry = ModelRegistry(config.memory_budget_bytes)
         self.tools = ToolRegistry()
+        self.routes = RouteTable()
+        self.jobs = JobQueue()
         self.loaders: dict[str, DocumentLoader] = {}
         self.commands: dict[str, click.Command] = {}
         self.command_owners: dict[str, str] = {}
@@ -171,7 +179,7 @@ class PluginHost:
                 raise
             message = " ".join(f"{type(exc).__name__}: {exc}".split())
             record.status, record.error = "broken", message
-            for kind in ("models", "patterns", "tools", "commands", "loaders"):
+            for kind in KINDS:
                 getattr(record, kind).clear()
             self.warn(f"Warning: plugin '{name}' is broken and was not loaded: {message} "
                       "(see `mlx-rag plugins list`; MLX_RAG_STRICT_PLUGINS=1 raises instead).")
@@ -213,6 +221,8 @@ class PluginHost:
         self._call("register_models", name, register=register_model)
         self._call("register_tools", name, register=register_tool)
         self._call("register_loaders", name, register=register_loader)
+        self._call("register_routes", name, register=lambda item: record.routes.extend(
+            self.routes.register(item, plugin=name)))
         group = click.Group(name)
         self._call("register_commands", name, cli=group)
         for command in group.commands:
@@ -237,6 +247,7 @@ class PluginHost:
         """Undo a partly loaded plugin's registrations."""
         self.registry.remove_plugin(name)
         self.tools.remove_plugin(name)
+        self.routes.remove_plugin(name)
         self.loaders = {s: x for s, x in self.loaders.items() if x.plugin != name}
         for command in [c for c, owner in self.command_owners.items() if owner == name]:
             del self.commands[command], self.command_owners[command]
@@ -257,6 +268,7 @@ class PluginHost:
         return " ".join(parts)
 
     def close(self) -> None:
+        self.jobs.shutdown()
         self.registry.unload_all()
 
 
@@ -294,6 +306,18 @@ def reset() -> None:
 def get_registry() -> ModelRegistry:
     """The shared model registry, filled by the enabled plugins."""
     return get_host().registry
+
+
+def get_jobs() -> JobQueue:
+    """The process-wide job queue (see rag_core.jobs): background work, one job per model."""
+    return get_host().jobs
+
+
+def model_lane(model_id: str) -> AbstractContextManager:
+    """Hold while generating with a model (id, alias or folder): one generation at a time per
+    model, taking turns with the jobs queued under its id."""
+    host = get_host()
+    return host.jobs.lane(host.registry.spec(model_id).id)
 
 
 def get_tool(name: str) -> Tool:

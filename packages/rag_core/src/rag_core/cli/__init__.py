@@ -117,8 +117,9 @@ def _add_core_commands() -> None:
     from rag_core.cli.models import models_group
     from rag_core.cli.plugins import plugins_group
     from rag_core.cli.run import run_command
+    from rag_core.cli.serve import serve_command
 
-    for command in (config_group, models_group, plugins_group, run_command):
+    for command in (config_group, models_group, plugins_group, run_command, serve_command):
         cli.add_command(command)
     try:
         from rag_core.cli import retrieval

@@ -7,7 +7,7 @@ import click
 from rag_core.cli.output import echo_json
 from rag_core.plugins import PluginRecord, get_host
 
-KINDS = ("models", "patterns", "tools", "commands", "loaders")
+KINDS = ("models", "patterns", "tools", "commands", "loaders", "routes")
 
 
 @click.group("plugins")

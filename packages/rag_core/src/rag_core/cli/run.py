@@ -17,8 +17,7 @@ def run_command(pipeline: str, question: str, as_json: bool) -> None:
     steps: list[dict] = []
 
     def on_step(step: Step, result: dict, seconds: float) -> None:
-        steps.append({"name": step.name, "tool": step.tool.name, "plugin": step.tool.plugin,
-                      "seconds": round(seconds, 3), "result": result})
+        steps.append(step.record(result, seconds))
         if as_json:
             return
         click.echo(f"[{len(steps)}] {step.name} (tool {step.tool.name}, plugin "
