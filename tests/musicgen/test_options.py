@@ -141,3 +141,10 @@ def test_check_options_still_validates_and_counts_frames():
         musicgen.check_options(**{**good, "duration": 31.0}, max_duration=30.0)
     with pytest.raises(InvalidArgumentError, match="temperature must be >= 0"):
         musicgen.check_options(**{**good, "temperature": -1.0})
+
+
+def test_the_lower_level_functions_take_the_same_defaults():
+    for function in (musicgen.make_sampler, musicgen.generate_step):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if name in NAMES and parameter.default is not inspect.Parameter.empty:
+                assert parameter.default == getattr(DEFAULTS, name), (function.__name__, name)

@@ -18,7 +18,7 @@ import mlx.core as mx
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias, needs_cross_bias
 from musicgen.delay import apply_delay, num_steps
 from musicgen.errors import InvalidArgumentError
-from musicgen.options import MAX_DURATION, check_options
+from musicgen.options import DEFAULTS, MAX_DURATION, check_options
 from musicgen.sampling import Sampler
 
 __all__ = [
@@ -54,7 +54,7 @@ def generate_step(
     text_mask: mx.array,
     *,
     num_frames: int,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULTS.guidance_scale,
     sampler: Sampler,
     key: mx.array | None = None,
     delays: Sequence[int] | None = None,

@@ -28,6 +28,7 @@ from musicgen.longform import (
     stride_frames,
 )
 from musicgen.options import TRAINED_DURATION, GenerationOptions, options_from
+from musicgen.sampling import make_sampler
 from musicgen.streaming import (
     CHUNK_FRAMES,
     check_chunk_frames,
@@ -284,7 +285,9 @@ class MusicGen:
             windows,
             delays=codebook_delays(self.num_codebooks, self.audio_channels),
             guidance_scale=options.guidance_scale,
-            sampler=options.sampler(),
+            sampler=make_sampler(
+                options.temperature, options.top_k, options.top_p, options.min_p
+            ),
             key=random_key(options.seed),
             prompt_codes=prompt_codes,
             melody=clips,

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from musicgen.errors import InvalidArgumentError
-from musicgen.sampling import Sampler, make_sampler
 
 TRAINED_DURATION = 30.0  # seconds: the clips every MusicGen checkpoint was trained on
 EXTEND_STRIDE = 18.0  # seconds a long-form window moves on from the one before (audiocraft's)
@@ -231,10 +230,6 @@ class GenerationOptions:
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}{_hint(unknown[0])}")
         return dataclasses.replace(self, **changes) if changes else self
-
-    def sampler(self) -> Sampler:
-        """The sampler of these options (``musicgen.make_sampler``)."""
-        return make_sampler(self.temperature, self.top_k, self.top_p, self.min_p)
 
     def to_dict(self) -> dict[str, Any]:
         """Every option by name, JSON-ready (a seed list is a list)."""

@@ -7,11 +7,16 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from musicgen.options import DEFAULTS
+
 Sampler = Callable[[mx.array, mx.array | None], mx.array]
 
 
 def make_sampler(
-    temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, min_p: float = 0.0
+    temperature: float = DEFAULTS.temperature,
+    top_k: int = DEFAULTS.top_k,
+    top_p: float = DEFAULTS.top_p,
+    min_p: float = DEFAULTS.min_p,
 ) -> Sampler:
     """A function (logits (N, V) float32, key) -> codes (N,) int32.
 
@@ -21,7 +26,8 @@ def make_sampler(
     transformers applies them; then ``min_p`` (0 = off) drops every code less than ``min_p``
     times as likely as the most likely one. As in mlx-lm's make_sampler, min-p comes after
     top-p and compares the untempered probabilities (the model's own), so the codes it keeps do
-    not depend on the temperature. One code is drawn per row with ``key``.
+    not depend on the temperature. One code is drawn per row with ``key``. The defaults are
+    GenerationOptions'.
     """
     if temperature == 0 or top_k == 1:
         return lambda logits, key=None: mx.argmax(logits, axis=-1).astype(mx.int32)
