@@ -299,33 +299,18 @@ def options_from(
 
 def check_options(
     *,
-    duration: float,
-    guidance_scale: float,
-    top_k: int,
-    top_p: float,
-    temperature: float,
-    seed: int | Sequence[int] | None,
-    min_p: float = 0.0,
-    extend_stride: float | None = None,
     frame_rate: float | None = None,
     max_duration: float = MAX_DURATION,
     num_prompts: int | None = None,
+    **options: Any,
 ) -> int | None:
-    """Compatibility form of ``GenerationOptions(...).check(...)``: validate, return the number
-    of frames when ``frame_rate`` is given. ``max_duration`` may only lower MAX_DURATION."""
-    options = GenerationOptions(
-        duration=duration,
-        guidance_scale=guidance_scale,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        temperature=temperature,
-        seed=seed,
-        extend_stride=extend_stride,
-    )
-    if options.duration > max_duration:
-        raise InvalidArgumentError(_too_long(options.duration, max_duration))
-    return options.check(num_prompts=num_prompts, frame_rate=frame_rate)
+    """Compatibility form of ``GenerationOptions(**options).check(...)``: validate, return the
+    number of frames when ``frame_rate`` is given. ``max_duration`` may only lower
+    MAX_DURATION."""
+    checked = GenerationOptions(**options)
+    if checked.duration > max_duration:
+        raise InvalidArgumentError(_too_long(checked.duration, max_duration))
+    return checked.check(num_prompts=num_prompts, frame_rate=frame_rate)
 
 
 def _hint(name: str) -> str:
