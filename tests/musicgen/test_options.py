@@ -148,3 +148,12 @@ def test_the_lower_level_functions_take_the_same_defaults():
         for name, parameter in inspect.signature(function).parameters.items():
             if name in NAMES and parameter.default is not inspect.Parameter.empty:
                 assert parameter.default == getattr(DEFAULTS, name), (function.__name__, name)
+
+
+def test_every_option_is_in_the_documented_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "musicgen-features.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", doc, re.MULTILINE))
+    for f in option_fields():
+        assert rows.get(f.name) == repr(f.default), f.name
