@@ -117,6 +117,8 @@ def run_case(model, prompts: list[str], options: dict) -> mx.array:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """The checkpoints, loaded on demand, on the CPU: the values were pinned there (a GPU's
+    float paths round differently, and its fused kernels are tested against references)."""
     root = tmp_path_factory.mktemp("pinned")
     cache = {}
 
@@ -125,7 +127,10 @@ def models(tmp_path_factory):
             cache[kind] = load_checkpoint(kind, root / kind)
         return cache[kind]
 
-    return get
+    device = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield get
+    mx.set_default_device(device)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -137,6 +142,7 @@ def test_seeded_codes_are_unchanged(models, name):
 if __name__ == "__main__":
     import tempfile
 
+    mx.set_default_device(mx.cpu)
     with tempfile.TemporaryDirectory() as tmp:
         loaded = {}
         for name, (kind, prompts, options) in CASES.items():
