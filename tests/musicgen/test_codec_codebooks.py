@@ -1,7 +1,8 @@
 """A codec that stores more codebooks than the decoder predicts (audiocraft's set_num_codebooks):
 EnCodec at codebook_size 64 and target_bandwidths [2.2] at 50 frames/s (as at 32 kHz; here
-8 kHz to keep the test quick) keeps 7 quantizers, the decoder predicts 4 per channel. Generation, decoding, encoding (continuation) and streaming use
-the first 4, as transformers does; mono and stereo against transformers."""
+8 kHz to keep the test quick) keeps 7 quantizers, the decoder predicts 4 per channel.
+Generation, decoding, encoding (continuation) and streaming use the first 4, as transformers
+does; mono and stereo against transformers."""
 
 from __future__ import annotations
 

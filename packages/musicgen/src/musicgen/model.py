@@ -13,6 +13,7 @@ from typing import Any
 
 import mlx.core as mx
 
+from musicgen.audio_input import prepare_audio
 from musicgen.codes import Progress, check_codes, codes_from_steps
 from musicgen.config import MusicGenConfig
 from musicgen.continuation import encode_audio
@@ -303,8 +304,6 @@ class MusicGen:
                 "melody conditioning needs a MusicGen-Melody checkpoint (e.g. "
                 "facebook/musicgen-melody); this model conditions on text only."
             )
-        from musicgen.audio_input import prepare_audio
-
         clips = prepare_audio(
             melody,
             sample_rate,
