@@ -67,7 +67,9 @@ def test_stream_of_a_short_clip():
     model = random_model("tiny")
     codes = random_codes(model, 2)
     decoder = model.stream_decoder()
+    assert decoder.received == 0
     assert decoder.push(codes).shape == (2, 1, 0)
+    assert decoder.received == 2
     np.testing.assert_allclose(np.array(decoder.flush()), np.array(model.decode(codes)), atol=1e-6)
 
 

@@ -12,27 +12,25 @@ prompt given to a mono model is mixed down (the mean), as audiocraft's ``convert
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import mlx.core as mx
 import numpy as np
 
 from musicgen.audio_input import prepare_audio
+from musicgen.encodec import EncodecModel
 from musicgen.errors import InvalidArgumentError
-from musicgen.generate import check_prompts
-
-if TYPE_CHECKING:
-    from musicgen.model import MusicGen
 
 
-def encode_audio(model: MusicGen, audio, sample_rate: int | None, *, batch: int = 1) -> mx.array:
-    """Audio (see ``audio_input.prepare_audio``) -> codes (batch, K, ceil(samples / hop))."""
+def encode_audio(
+    codec: EncodecModel, audio, sample_rate: int | None, *, channels: int = 1, batch: int = 1
+) -> mx.array:
+    """Audio (see ``audio_input.prepare_audio``) -> codes (batch, channels x K, frames), K the
+    codec's ``num_codebooks``, frames = ceil(samples / hop); ``channels`` 2 interleaves the
+    left and right codebooks."""
     clips = prepare_audio(
         audio,
         sample_rate,
-        target_rate=model.sample_rate,
-        channels=model.audio_channels,
+        target_rate=codec.sampling_rate,
+        channels=channels,
         batch=batch,
         what="audio prompt",
     )
@@ -40,25 +38,13 @@ def encode_audio(model: MusicGen, audio, sample_rate: int | None, *, batch: int 
     if len(lengths) > 1:
         raise InvalidArgumentError(
             f"the audio prompts of one batch must have the same length, got {lengths} samples "
-            f"at {model.sample_rate} Hz; trim them to the shortest."
+            f"at {codec.sampling_rate} Hz; trim them to the shortest."
         )
     waves = mx.array(np.stack(clips))  # (B, channels, samples)
-    if model.audio_channels == 1:
-        codes = model.codec.encode(waves)
+    if channels == 1:
+        codes = codec.encode(waves)
     else:
-        left, right = model.codec.encode(waves[:, :1]), model.codec.encode(waves[:, 1:])
+        left, right = codec.encode(waves[:, :1]), codec.encode(waves[:, 1:])
         codes = mx.stack([left, right], axis=2).reshape(batch, -1, left.shape[2])
     mx.eval(codes)
     return codes
-
-
-def continuation_codes(
-    model: MusicGen, prompt_audio, sample_rate: int | None, prompts: str | Sequence[str]
-) -> mx.array:
-    """The codes of the audio prompt, one row per text prompt."""
-    prompts = check_prompts(prompts)
-    if prompt_audio is None:
-        raise InvalidArgumentError(
-            "prompt_audio is missing: give the audio (a file path or an array) to continue."
-        )
-    return encode_audio(model, prompt_audio, sample_rate, batch=len(prompts))

@@ -9,7 +9,6 @@ conditional logits exactly and skips the unconditional branch.
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,18 @@ import mlx.core as mx
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias, needs_cross_bias
 from musicgen.delay import apply_delay, num_steps
 from musicgen.errors import InvalidArgumentError
+from musicgen.options import DEFAULTS, MAX_DURATION, check_options
 from musicgen.sampling import Sampler
 
-MAX_DURATION = 600.0  # seconds; longer needs windowed long-form generation
+__all__ = [
+    "MAX_DURATION",  # re-exported from musicgen.options, where the options are defined
+    "GenerationStep",
+    "check_options",
+    "check_prompts",
+    "generate_step",
+    "known_tokens",
+    "random_key",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ def generate_step(
     text_mask: mx.array,
     *,
     num_frames: int,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULTS.guidance_scale,
     sampler: Sampler,
     key: mx.array | None = None,
     delays: Sequence[int] | None = None,
@@ -189,79 +197,3 @@ def check_prompts(prompts: str | Sequence[str]) -> list[str]:
                 f"prompt {i} is empty: describe the music to generate, e.g. 'lofi piano, rain'."
             )
     return prompts
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{name} must be a number, got {value!r}.")
-    if not math.isfinite(value):
-        raise InvalidArgumentError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
-
-
-def _check_seed(seed: object, num_prompts: int | None) -> None:
-    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
-        if not seed or (num_prompts is not None and len(seed) != num_prompts):
-            raise InvalidArgumentError(
-                f"seed is a list of {len(seed)} seeds for {num_prompts or 'no'} prompts: give "
-                "one seed per prompt, or one integer for the whole batch."
-            )
-        for i, value in enumerate(seed):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
-                raise InvalidArgumentError(
-                    f"seed {i} must be an integer in [0, 2**64), got {value!r}."
-                )
-    elif seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
-    ):
-        raise InvalidArgumentError(
-            "seed must be None or an integer in [0, 2**64) (or a list of them, one per "
-            f"prompt), got {seed!r}."
-        )
-
-
-def check_options(
-    *,
-    duration: float,
-    guidance_scale: float,
-    top_k: int,
-    top_p: float,
-    temperature: float,
-    seed: int | Sequence[int] | None,
-    frame_rate: float | None = None,
-    max_duration: float = MAX_DURATION,
-    num_prompts: int | None = None,
-) -> int | None:
-    """Validate generation options before any work; return the number of frames.
-
-    The frame count (round(duration x frame_rate)) is returned when ``frame_rate`` is given.
-    ``seed`` may be a list of one seed per prompt (``num_prompts`` of them, when given).
-    Every bad value raises InvalidArgumentError (a ValueError) that says what is allowed.
-    """
-    duration = _number("duration", duration)
-    if duration <= 0:
-        raise InvalidArgumentError(f"duration must be > 0 seconds, got {duration}.")
-    if duration > max_duration:
-        raise InvalidArgumentError(
-            f"duration {duration} s is longer than the {max_duration:.0f} s supported; "
-            "generate shorter pieces."
-        )
-    if _number("guidance_scale", guidance_scale) < 0:
-        raise InvalidArgumentError(
-            f"guidance_scale must be >= 0 (1 = no guidance, 3 is typical), got {guidance_scale}."
-        )
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise InvalidArgumentError(f"top_k must be an integer >= 0 (0 = no limit), got {top_k!r}.")
-    if not 0 <= _number("top_p", top_p) <= 1:
-        raise InvalidArgumentError(f"top_p must be in [0, 1] (0 = no limit), got {top_p}.")
-    if _number("temperature", temperature) < 0:
-        raise InvalidArgumentError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
-    _check_seed(seed, num_prompts)
-    if frame_rate is None:
-        return None
-    frames = round(duration * frame_rate)
-    if frames < 1:
-        raise InvalidArgumentError(
-            f"duration {duration} s is shorter than one frame ({1 / frame_rate:.3g} s)."
-        )
-    return frames

@@ -116,13 +116,20 @@ def load_codec(config: MusicGenConfig, weights: Weights, origin: dict[str, str],
     """The EnCodec model of the checkpoint, from its 'audio_encoder.' weights, in float32."""
     from musicgen.encodec import EncodecConfig, EncodecModel
 
-    codec = EncodecModel(EncodecConfig.from_dict(config.audio_encoder))
+    codec_config = EncodecConfig.from_dict(config.audio_encoder)
     decoder = config.decoder
-    if codec.num_codebooks * decoder.audio_channels != decoder.num_codebooks:
+    # The LM may use fewer codebooks than the codec stores (audiocraft's set_num_codebooks):
+    # encode and decode with the first ones, as transformers does.
+    per_channel = decoder.num_codebooks // decoder.audio_channels
+    if per_channel > codec_config.num_quantizers:
         raise CheckpointError(
             f"{path / 'config.json'}: the decoder predicts {decoder.num_codebooks} codebooks "
-            f"but the audio_encoder codes {decoder.audio_channels} x {codec.num_codebooks}."
+            f"({per_channel} per audio channel) but the audio_encoder stores only "
+            f"{codec_config.num_quantizers} (codebook_size {codec_config.codebook_size} and "
+            f"target_bandwidths {codec_config.target_bandwidths} at {codec_config.frame_rate} "
+            "frames/s): the decoder and the codec come from different models."
         )
+    codec = EncodecModel(codec_config, num_codebooks=per_channel)
     if codec.config.codebook_size != decoder.vocab_size:
         raise CheckpointError(
             f"{path / 'config.json'}: decoder.vocab_size {decoder.vocab_size} differs from "

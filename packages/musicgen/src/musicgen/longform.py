@@ -11,32 +11,38 @@ that start where the window starts, as audiocraft does.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import numpy as np
 
-from musicgen.audio_input import prepare_audio
-from musicgen.delay import codebook_delays, num_steps
+from musicgen.decoder import MusicGenDecoder
+from musicgen.delay import num_steps
 from musicgen.errors import InvalidArgumentError
-from musicgen.generate import (
-    GenerationStep,
-    check_options,
-    check_prompts,
-    generate_step,
-    random_key,
-)
-from musicgen.sampling import make_sampler
+from musicgen.generate import GenerationStep, generate_step
+from musicgen.melody import MelodyDecoder
+from musicgen.options import EXTEND_STRIDE, MAX_DURATION, TRAINED_DURATION
+from musicgen.sampling import Sampler
 
 if TYPE_CHECKING:
-    from musicgen.model import MusicGen
+    from musicgen.chroma import ChromaExtractor
 
-TRAINED_DURATION = 30.0  # seconds: the clips every MusicGen checkpoint was trained on
-EXTEND_STRIDE = 18.0  # seconds a window moves on from the one before (audiocraft's default)
-LONGFORM_MAX_DURATION = 3600.0  # seconds; the single-window cap is TRAINED_DURATION
+LONGFORM_MAX_DURATION = MAX_DURATION  # the former name of musicgen.MAX_DURATION
+TextStates = tuple[mx.array, mx.array]  # decoder-width text states (B, S, D), mask (B, S)
+
+__all__ = [
+    "EXTEND_STRIDE",
+    "LONGFORM_MAX_DURATION",
+    "TRAINED_DURATION",
+    "MelodyClips",
+    "Window",
+    "check_prompt_codes",
+    "generation_steps",
+    "plan_windows",
+    "stride_frames",
+]
 
 
 @dataclass(frozen=True)
@@ -66,77 +72,78 @@ def plan_windows(
     return windows
 
 
-def generation_steps(
-    model: MusicGen,
-    prompts: str | Sequence[str],
-    *,
-    duration: float,
-    guidance_scale: float,
-    top_k: int,
-    top_p: float,
-    temperature: float,
-    seed: int | Sequence[int] | None,
-    melody=None,
-    melody_sample_rate: int | None = None,
-    prompt_codes: mx.array | None = None,
-    extend_stride: float | None = None,
-) -> Iterator[GenerationStep]:
-    """One GenerationStep per decoding step, numbered across windows; the frames they carry,
-    in order, are the frames after ``prompt_codes`` (B, K, P), up to ``duration`` seconds.
+def stride_frames(extend_stride: float | None, window: float, frame_rate: float) -> int:
+    """Frames a window moves on: ``extend_stride`` seconds (checked by GenerationOptions), by
+    default 18 s of every 30 s of ``window``."""
+    if extend_stride is None:
+        extend_stride = window * EXTEND_STRIDE / TRAINED_DURATION
+    return max(1, round(extend_stride * frame_rate))
 
-    Every argument is checked, and a melody read and resampled, before this returns.
-    """
-    prompts = check_prompts(prompts)
-    num_frames = check_options(
-        duration=duration,
-        guidance_scale=guidance_scale,
-        top_k=top_k,
-        top_p=top_p,
-        temperature=temperature,
-        seed=seed,
-        frame_rate=model.frame_rate,
-        max_duration=LONGFORM_MAX_DURATION,
-        num_prompts=len(prompts),
-    )
-    window_frames = round(model.max_duration * model.frame_rate)
-    if extend_stride is None:  # 18 s of 30, for any window length
-        extend_stride = model.max_duration * EXTEND_STRIDE / TRAINED_DURATION
-    stride_frames = _stride_frames(extend_stride, model.max_duration, model.frame_rate)
-    batch = len(prompts)
-    prompt_codes = _check_prompt_codes(model, prompt_codes, batch, min(num_frames, window_frames))
-    prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[2]
-    windows = plan_windows(num_frames, window_frames, stride_frames, prompt_frames)
-    clips = None
-    if melody is not None:
-        if not model.config.is_melody:
-            raise InvalidArgumentError(
-                "melody conditioning needs a MusicGen-Melody checkpoint (e.g. "
-                "facebook/musicgen-melody); this model conditions on text only."
-            )
-        clips = prepare_audio(
-            melody,
-            melody_sample_rate,
-            target_rate=model.chroma.sampling_rate,
-            channels=1,
-            batch=batch,
-            what="melody",
+
+def check_prompt_codes(
+    codes: mx.array | None, batch: int, max_frames: int, frame_rate: float
+) -> mx.array | None:
+    """Checked codes (1 or batch, K, P) -> (batch, K, P); P must be below ``max_frames`` (the
+    duration and one window)."""
+    if codes is None:
+        return None
+    if codes.shape[0] not in (1, batch):
+        raise InvalidArgumentError(
+            f"the audio prompt has batch size {codes.shape[0]} for {batch} text prompts; give "
+            "one audio prompt for all text prompts or one per prompt."
         )
-    return _steps(
-        model,
-        prompts,
-        windows,
-        long=num_frames > window_frames,
-        clips=clips,
-        prompt_codes=prompt_codes,
-        guidance_scale=guidance_scale,
-        sampler=make_sampler(temperature, top_k, top_p),
-        key=random_key(seed),
-    )
+    if codes.shape[2] >= max_frames:
+        raise InvalidArgumentError(
+            f"the audio prompt ({codes.shape[2] / frame_rate:.2f} s) must be shorter than "
+            f"the duration and than one window ({max_frames / frame_rate:.2f} s here): "
+            "trim it or ask for a longer duration."
+        )
+    return mx.broadcast_to(codes, (batch, *codes.shape[1:]))
 
 
-def _steps(model, prompts, windows, *, long, clips, prompt_codes, guidance_scale, sampler, key):
-    states, mask = model.encode_text(prompts)
-    delays = codebook_delays(model.num_codebooks, model.audio_channels)
+@dataclass(frozen=True)
+class MelodyClips:
+    """One melody clip per prompt, mono at the extractor's rate, and what each window reads.
+
+    ``window`` None: the clips as given (a piece of one window). Otherwise (long-form) the
+    clips are tiled and a window starting at frame f reads ``window`` seconds from f on.
+    """
+
+    extractor: ChromaExtractor
+    clips: list[np.ndarray]
+    frame_rate: float
+    window: float | None = None
+
+    def chroma(self, start_frame: int) -> mx.array:
+        rate = self.extractor.sampling_rate
+        if self.window is None:
+            waves = [clip[0] for clip in self.clips]
+        else:
+            first = int(start_frame / self.frame_rate * rate)
+            positions = np.arange(first, first + int(self.window * rate))
+            waves = [clip[0][positions % clip.shape[1]] for clip in self.clips]
+        return mx.array(self.extractor(waves))
+
+
+def generation_steps(
+    decoder: MusicGenDecoder | MelodyDecoder,
+    text: Callable[[], TextStates],
+    windows: list[Window],
+    *,
+    delays: list[int],
+    guidance_scale: float,
+    sampler: Sampler,
+    key: mx.array,
+    prompt_codes: mx.array | None = None,
+    melody: MelodyClips | None = None,
+) -> Iterator[GenerationStep]:
+    """One GenerationStep per decoding step, numbered across ``windows``; the frames they
+    carry, in order, are the frames after ``prompt_codes`` (B, K, P).
+
+    ``text()`` gives the conditional text states when the first step runs; ``melody`` (and a
+    MelodyDecoder) conditions each window on its part of the melody.
+    """
+    states, mask = text()
     # The frames from the current window's start on (earlier ones are never read again).
     history = [] if prompt_codes is None else list(mx.moveaxis(prompt_codes, 2, 0))
     first = 0  # the frame history[0] holds
@@ -148,13 +155,11 @@ def _steps(model, prompts, windows, *, long, clips, prompt_codes, guidance_scale
         context = mx.stack(history[: w.context], axis=-1) if w.context else None
         unconditional = None
         cond_states, cond_mask = states, mask
-        if model.config.is_melody:
-            chroma = None
-            if clips is not None:
-                chroma = _chroma(model, clips, w.start if long else None)
-            cond_states, cond_mask, unconditional = model.decoder.conditioning(states, chroma)
+        if isinstance(decoder, MelodyDecoder):
+            chroma = None if melody is None else melody.chroma(w.start)
+            cond_states, cond_mask, unconditional = decoder.conditioning(states, chroma)
         for step in generate_step(
-            model.decoder,
+            decoder,
             cond_states,
             cond_mask,
             num_frames=w.length,
@@ -184,47 +189,3 @@ def _window_keys(key: mx.array) -> Iterator[mx.array]:
     while True:
         chain, window_key = mx.random.split(chain)
         yield window_key
-
-
-def _chroma(model: MusicGen, clips: list[np.ndarray], start_frame: int | None) -> mx.array:
-    """The melody chroma of a window: the clips as given, or (long-form) the trained duration
-    of the tiled clips from the window's start."""
-    rate = model.chroma.sampling_rate
-    if start_frame is None:
-        waves = [clip[0] for clip in clips]
-    else:
-        first = int(start_frame / model.frame_rate * rate)
-        positions = np.arange(first, first + int(model.max_duration * rate))
-        waves = [clip[0][positions % clip.shape[1]] for clip in clips]
-    return mx.array(model.chroma(waves))
-
-
-def _stride_frames(extend_stride: float, window: float, frame_rate: float) -> int:
-    if isinstance(extend_stride, bool) or not isinstance(extend_stride, (int, float)):
-        raise InvalidArgumentError(f"extend_stride must be a number, got {extend_stride!r}.")
-    if not 0 < extend_stride < window or not math.isfinite(extend_stride):
-        raise InvalidArgumentError(
-            f"extend_stride must be between 0 and {window:g} seconds (18 is typical: each "
-            f"window re-feeds the last {window:g} - extend_stride seconds), got {extend_stride}."
-        )
-    return max(1, round(extend_stride * frame_rate))
-
-
-def _check_prompt_codes(
-    model: MusicGen, codes, batch: int, max_frames: int
-) -> mx.array | None:
-    if codes is None:
-        return None
-    codes = model._check_codes(codes)
-    if codes.shape[0] not in (1, batch):
-        raise InvalidArgumentError(
-            f"the audio prompt has batch size {codes.shape[0]} for {batch} text prompts; give "
-            "one audio prompt for all text prompts or one per prompt."
-        )
-    if codes.shape[2] >= max_frames:
-        raise InvalidArgumentError(
-            f"the audio prompt ({codes.shape[2] / model.frame_rate:.2f} s) must be shorter than "
-            f"the duration and than one window ({max_frames / model.frame_rate:.2f} s here): "
-            "trim it or ask for a longer duration."
-        )
-    return mx.broadcast_to(codes, (batch, *codes.shape[1:]))

@@ -1,18 +1,42 @@
-"""MusicGen: text prompts -> codes (T5 + decoder) -> audio (EnCodec)."""
+"""MusicGen: text prompts -> codes (T5 + decoder) -> audio (EnCodec).
+
+Every generation method takes a ``GenerationOptions`` (``options``) and keyword arguments that
+override its fields (``duration=10, seed=7``); inputs (prompts, a melody, an audio prompt or its
+codes) are arguments of their own. Arguments are checked when a method is called, before any
+work.
+"""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import mlx.core as mx
 
+from musicgen.audio_input import prepare_audio
+from musicgen.codes import Progress, check_codes, codes_from_steps
 from musicgen.config import MusicGenConfig
+from musicgen.continuation import encode_audio
 from musicgen.decoder import MusicGenDecoder
+from musicgen.delay import codebook_delays
 from musicgen.errors import InvalidArgumentError
-from musicgen.generate import GenerationStep, check_prompts
-from musicgen.longform import TRAINED_DURATION, generation_steps
+from musicgen.generate import GenerationStep, check_prompts, random_key
+from musicgen.longform import (
+    MelodyClips,
+    check_prompt_codes,
+    generation_steps,
+    plan_windows,
+    stride_frames,
+)
+from musicgen.options import TRAINED_DURATION, GenerationOptions, options_from
+from musicgen.sampling import make_sampler
+from musicgen.streaming import (
+    CHUNK_FRAMES,
+    check_chunk_frames,
+    decode_chunks,
+    decode_in_chunks,
+    frame_chunks,
+)
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
 
@@ -64,38 +88,51 @@ class MusicGen:
     def dtype(self) -> mx.Dtype:
         return self.decoder.layer_norm.weight.dtype
 
+    def check_codes(self, codes: Any) -> mx.array:
+        """Codes (batch, num_codebooks, frames) in the decoder's vocabulary, as int32; anything
+        else raises InvalidArgumentError."""
+        return check_codes(codes, self.num_codebooks, self.config.decoder.vocab_size)
+
     def encode_text(self, prompts: str | Sequence[str]) -> tuple[mx.array, mx.array]:
         """Prompts -> decoder-width text states (B, S, D) and their mask (B, S)."""
         ids, mask = self.tokenizer(check_prompts(prompts))
         states = self.text_encoder(ids, mask)
         return self.decoder.project_text(states, mask), mask
 
-    def stream_tokens(self, prompts: str | Sequence[str], **options) -> Iterator[GenerationStep]:
-        """The generator form of ``generate_tokens`` (the same keyword options, documented
-        there): one GenerationStep per decoding step.
+    def stream_tokens(
+        self,
+        prompts: str | Sequence[str],
+        options: GenerationOptions | None = None,
+        *,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        prompt_codes: mx.array | None = None,
+        **overrides: Any,
+    ) -> Iterator[GenerationStep]:
+        """The generator form of ``generate_tokens`` (the same arguments, documented there):
+        one GenerationStep per decoding step; ``musicgen.codes_from_steps`` gathers them.
 
         Arguments are checked when called, before the generator starts. With ``prompt_codes``
         the frames yielded are those after the prompt.
         """
-        return generation_steps(self, prompts, **generation_options(options))
+        return self._steps(prompts, options, melody, melody_sample_rate, prompt_codes, overrides)[0]
 
     def generate_tokens(
         self,
         prompts: str | Sequence[str],
+        options: GenerationOptions | None = None,
         *,
-        duration: float = 8.0,
-        guidance_scale: float = 3.0,
-        top_k: int = 250,
-        top_p: float = 0.0,
-        temperature: float = 1.0,
-        seed: int | Sequence[int] | None = None,
         melody=None,
         melody_sample_rate: int | None = None,
         prompt_codes: mx.array | None = None,
-        extend_stride: float | None = None,
+        progress: Progress | None = None,
+        **overrides: Any,
     ) -> mx.array:
         """Codes (B, K, round(duration x frame_rate)) int32 for the prompts, delay pattern undone.
 
+        ``options`` (default ``GenerationOptions()``) and keyword ``overrides`` of its fields
+        (``duration``, ``guidance_scale``, ``top_k``, ``top_p``, ``min_p``, ``temperature``,
+        ``seed``, ``extend_stride``; see GenerationOptions) say how to generate.
         ``temperature=0`` or ``top_k=1`` is greedy; ``seed`` makes sampling reproducible; a
         list of seeds (one per prompt) samples row b as a batch of one with ``seed[b]`` would.
         ``guidance_scale`` > 1 guides as transformers does, 1 skips the unconditional branch,
@@ -106,29 +143,12 @@ class MusicGen:
         ``prompt_codes`` (B, K, P), e.g. from ``encode_audio``, are continued: they are the
         first P frames of the result. Beyond ``max_duration`` (30 s) the piece is generated in
         windows that each re-feed the last 30 - ``extend_stride`` seconds (default 18 s, as
-        audiocraft; musicgen.longform).
+        audiocraft; musicgen.longform). ``progress(done, total)`` is called after every step.
         """
-        steps = self.stream_tokens(
-            prompts,
-            duration=duration,
-            guidance_scale=guidance_scale,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            melody=melody,
-            melody_sample_rate=melody_sample_rate,
-            prompt_codes=prompt_codes,
-            extend_stride=extend_stride,
+        steps, prompt = self._steps(
+            prompts, options, melody, melody_sample_rate, prompt_codes, overrides
         )
-        frames = [step.frame for step in steps if step.frame is not None]
-        codes = mx.stack(frames, axis=-1)
-        if prompt_codes is not None:
-            prompt = self._check_codes(prompt_codes)
-            prompt = mx.broadcast_to(prompt, (codes.shape[0], *prompt.shape[1:]))
-            codes = mx.concatenate([prompt, codes], axis=-1)
-        mx.eval(codes)
-        return codes
+        return codes_from_steps(steps, prompt, progress=progress)
 
     def decode(self, codes: mx.array) -> mx.array:
         """Codes (B, K, T) -> float32 audio (B, channels, T x hop) at ``sample_rate``.
@@ -136,12 +156,10 @@ class MusicGen:
         Codes longer than ``DECODE_WINDOW`` frames (or ``max_duration``) are decoded a window
         at a time (the same samples, bounded memory).
         """
-        codes = self._check_codes(codes)
+        codes = self.check_codes(codes)
         window = min(round(self.max_duration * self.frame_rate), DECODE_WINDOW)
         if codes.shape[2] > window:
-            from musicgen.streaming import decode_in_chunks
-
-            return decode_in_chunks(self, codes, window)
+            return decode_in_chunks(self.codec, codes, self.audio_channels, window)
         if self.audio_channels == 2:  # interleaved left/right codebooks
             audio = mx.concatenate(
                 [self.codec.decode(codes[:, 0::2]), self.codec.decode(codes[:, 1::2])], axis=1
@@ -152,10 +170,12 @@ class MusicGen:
         mx.eval(audio)
         return audio
 
-    def generate(self, prompts: str | Sequence[str], **options) -> mx.array:
+    def generate(
+        self, prompts: str | Sequence[str], options: GenerationOptions | None = None, **kwargs
+    ) -> mx.array:
         """Audio (B, channels, samples) float32 for the prompts: ``generate_tokens`` (whose
-        keyword options it takes) then ``decode``."""
-        return self.decode(self.generate_tokens(prompts, **options))
+        arguments it takes) then ``decode``."""
+        return self.decode(self.generate_tokens(prompts, options, **kwargs))
 
     def encode_audio(self, audio, sample_rate: int | None = None, *, batch: int = 1) -> mx.array:
         """Audio (a file path, an array (samples,) or (channels, samples), or a list of them)
@@ -165,82 +185,141 @@ class MusicGen:
         channels alike) and stereo becomes mono for mono models (the mean). See
         musicgen.continuation.
         """
-        from musicgen.continuation import encode_audio
-
-        return encode_audio(self, audio, sample_rate, batch=batch)
+        return encode_audio(
+            self.codec, audio, sample_rate, channels=self.audio_channels, batch=batch
+        )
 
     def generate_continuation(
-        self, prompt_audio, sample_rate: int | None, prompts: str | Sequence[str], **options
+        self,
+        prompt_audio,
+        sample_rate: int | None,
+        prompts: str | Sequence[str],
+        options: GenerationOptions | None = None,
+        *,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        progress: Progress | None = None,
+        **overrides: Any,
     ) -> mx.array:
         """Audio that continues ``prompt_audio`` (B, channels, samples): the prompt, re-coded
         by EnCodec, then the continuation, ``duration`` seconds in all (as audiocraft's
         ``generate_continuation``). The prompt must be shorter than ``duration`` and 30 s.
-        Keyword options: those of ``generate_tokens`` but ``prompt_codes``.
+        The other arguments are those of ``generate_tokens`` (but ``prompt_codes``).
         """
-        from musicgen.continuation import continuation_codes
-
-        options = generation_options(options, exclude=("prompt_codes",))
-        codes = continuation_codes(self, prompt_audio, sample_rate, prompts)
-        return self.generate(prompts, **options, prompt_codes=codes)
+        options = options_from(options, overrides)
+        codes = self._audio_prompt(prompt_audio, sample_rate, prompts)
+        return self.generate(
+            prompts,
+            options,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=codes,
+            progress=progress,
+        )
 
     def stream(
         self,
         prompts: str | Sequence[str],
+        options: GenerationOptions | None = None,
         *,
-        chunk_frames: int = 50,
+        chunk_frames: int = CHUNK_FRAMES,
         prompt_audio=None,
         prompt_sample_rate: int | None = None,
-        **options,
+        melody=None,
+        melody_sample_rate: int | None = None,
+        **overrides: Any,
     ) -> Iterator[mx.array]:
         """Audio chunks (B, channels, samples) float32 while generating: ``generate`` (or
-        ``generate_continuation`` with ``prompt_audio``) a piece at a time. Keyword options:
-        those of ``generate_tokens`` but ``prompt_codes``.
+        ``generate_continuation`` with ``prompt_audio``) a piece at a time. The other arguments
+        are those of ``generate_tokens`` (but ``prompt_codes``).
 
         Every ``chunk_frames`` generated frames are decoded as soon as the delay pattern has
         completed them; the codec holds back its look-ahead (a few frames) until the next
         chunk. The chunks, concatenated, are the audio ``generate`` returns for the same
         arguments and seed, up to float rounding. Arguments are checked when called.
         """
-        from musicgen.continuation import continuation_codes
-        from musicgen.streaming import check_chunk_frames, decode_stream, frame_chunks
-
         check_chunk_frames(chunk_frames)
-        options = generation_options(options, exclude=("prompt_codes",))
+        options = options_from(options, overrides)
         codes = None
         if prompt_audio is not None:
-            codes = continuation_codes(self, prompt_audio, prompt_sample_rate, prompts)
-        steps = self.stream_tokens(prompts, **options, prompt_codes=codes)
-        return decode_stream(self, frame_chunks(steps, chunk_frames, codes))
+            codes = self._audio_prompt(prompt_audio, prompt_sample_rate, prompts)
+        steps = self.stream_tokens(
+            prompts,
+            options,
+            melody=melody,
+            melody_sample_rate=melody_sample_rate,
+            prompt_codes=codes,
+        )
+        chunks = frame_chunks(steps, chunk_frames, codes)
+        return decode_chunks(self.codec, chunks, self.num_codebooks, self.audio_channels)
 
-    def _check_codes(self, codes: Any) -> mx.array:
-        codes = mx.array(codes) if not isinstance(codes, mx.array) else codes
-        K, vocab = self.num_codebooks, self.config.decoder.vocab_size
-        if codes.ndim != 3 or codes.shape[1] != K or codes.shape[2] < 1:
-            raise InvalidArgumentError(
-                f"codes must have shape (batch, {K}, frames), got {tuple(codes.shape)}."
+    def _steps(
+        self,
+        prompts: str | Sequence[str],
+        options: GenerationOptions | None,
+        melody,
+        melody_sample_rate: int | None,
+        prompt_codes,
+        overrides: dict[str, Any],
+    ) -> tuple[Iterator[GenerationStep], mx.array | None]:
+        """The checked generation: its steps (lazy) and the prompt codes (B, K, P) or None."""
+        prompts = check_prompts(prompts)
+        options = options_from(options, overrides)
+        num_frames = options.check(
+            num_prompts=len(prompts), frame_rate=self.frame_rate, window=self.max_duration
+        )
+        window_frames = round(self.max_duration * self.frame_rate)
+        if prompt_codes is not None:
+            prompt_codes = check_prompt_codes(
+                self.check_codes(prompt_codes),
+                len(prompts),
+                min(num_frames, window_frames),
+                self.frame_rate,
             )
-        if not mx.issubdtype(codes.dtype, mx.integer):
-            raise InvalidArgumentError(f"codes must be integers, got {codes.dtype}.")
-        if codes.size and (mx.min(codes).item() < 0 or mx.max(codes).item() >= vocab):
-            raise InvalidArgumentError(f"codes must lie in [0, {vocab}).")
-        return codes.astype(mx.int32)
+        stride = stride_frames(options.extend_stride, self.max_duration, self.frame_rate)
+        prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[2]
+        windows = plan_windows(num_frames, window_frames, stride, prompt_frames)
+        clips = self._melody(melody, melody_sample_rate, len(prompts), num_frames > window_frames)
+        steps = generation_steps(
+            self.decoder,
+            lambda: self.encode_text(prompts),
+            windows,
+            delays=codebook_delays(self.num_codebooks, self.audio_channels),
+            guidance_scale=options.guidance_scale,
+            sampler=make_sampler(
+                options.temperature, options.top_k, options.top_p, options.min_p
+            ),
+            key=random_key(options.seed),
+            prompt_codes=prompt_codes,
+            melody=clips,
+        )
+        return steps, prompt_codes
 
+    def _melody(self, melody, sample_rate: int | None, batch: int, long: bool):
+        """The melody clips of a generation (MelodyClips), or None without a melody."""
+        if melody is None:
+            return None
+        if not self.config.is_melody:
+            raise InvalidArgumentError(
+                "melody conditioning needs a MusicGen-Melody checkpoint (e.g. "
+                "facebook/musicgen-melody); this model conditions on text only."
+            )
+        clips = prepare_audio(
+            melody,
+            sample_rate,
+            target_rate=self.chroma.sampling_rate,
+            channels=1,
+            batch=batch,
+            what="melody",
+        )
+        window = self.max_duration if long else None
+        return MelodyClips(self.chroma, clips, self.frame_rate, window)
 
-def generation_options(options: dict, exclude: tuple[str, ...] = ()) -> dict:
-    """``options`` checked against the keywords of ``MusicGen.generate_tokens`` (the one
-    definition of the generation options), with its defaults filled in (but for ``exclude``).
-
-    An unknown keyword, or one in ``exclude``, is a TypeError as for any Python call.
-    """
-    unknown = [name for name in options if name not in GENERATION_DEFAULTS or name in exclude]
-    if unknown:
-        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
-    defaults = {k: v for k, v in GENERATION_DEFAULTS.items() if k not in exclude}
-    return {**defaults, **options}
-
-
-GENERATION_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(MusicGen.generate_tokens).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-}
+    def _audio_prompt(self, audio, sample_rate: int | None, prompts) -> mx.array:
+        """The codes of an audio prompt, one row per text prompt."""
+        prompts = check_prompts(prompts)
+        if audio is None:
+            raise InvalidArgumentError(
+                "prompt_audio is missing: give the audio (a file path or an array) to continue."
+            )
+        return self.encode_audio(audio, sample_rate, batch=len(prompts))

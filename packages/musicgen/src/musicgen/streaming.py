@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
+from musicgen.codes import check_codes
+from musicgen.encodec import EncodecModel
 from musicgen.errors import AudioError, InvalidArgumentError
 from musicgen.generate import GenerationStep
-
-if TYPE_CHECKING:
-    from musicgen.model import MusicGen
 
 CHUNK_FRAMES = 50  # one second at MusicGen's 50 frames per second
 
@@ -51,22 +50,30 @@ def frame_chunks(
         yield mx.stack(pending, axis=-1)
 
 
-def decode_stream(model: MusicGen, chunks: Iterable[mx.array]) -> Iterator[mx.array]:
-    """Audio chunks (B, channels, samples) float32 for code chunks (B, K, frames), in order.
+def decode_chunks(
+    codec: EncodecModel, chunks: Iterable[mx.array], num_codebooks: int, channels: int = 1
+) -> Iterator[mx.array]:
+    """Audio chunks (B, channels, samples) float32 for code chunks (B, num_codebooks, frames),
+    in order; ``channels`` 2: the codebooks interleave left and right (stereo MusicGen).
 
     Chunks with no samples yet (the codec's look-ahead) are not yielded.
     """
-    decoders = [model.codec.stream_decoder() for _ in range(model.audio_channels)]
-    channels = model.audio_channels
+    decoders = [codec.stream_decoder() for _ in range(channels)]
+    vocab = codec.config.codebook_size
     for codes in chunks:
-        codes = model._check_codes(codes)
+        codes = check_codes(codes, num_codebooks, vocab)
         audio = _joined([d.push(codes[:, c::channels]) for c, d in enumerate(decoders)])
         if audio.shape[2]:
             yield audio
-    if decoders[0]._received:
+    if decoders[0].received:
         audio = _joined([d.flush() for d in decoders])
         if audio.shape[2]:
             yield audio
+
+
+def decode_stream(model: Any, chunks: Iterable[mx.array]) -> Iterator[mx.array]:
+    """``decode_chunks`` with the codec, codebooks and channels of ``model`` (a MusicGen)."""
+    return decode_chunks(model.codec, chunks, model.num_codebooks, model.audio_channels)
 
 
 def _joined(channels: list[mx.array]) -> mx.array:
@@ -75,11 +82,14 @@ def _joined(channels: list[mx.array]) -> mx.array:
     return audio
 
 
-def decode_in_chunks(model: MusicGen, codes: mx.array, chunk_frames: int = 1500) -> mx.array:
-    """``model.decode(codes)`` with memory bounded by ``chunk_frames``: what ``decode`` does for
-    codes longer than ``max_duration``."""
-    chunks = (codes[:, :, i : i + chunk_frames] for i in range(0, codes.shape[2], chunk_frames))
-    return mx.concatenate(list(decode_stream(model, chunks)), axis=2)
+def decode_in_chunks(
+    codec: EncodecModel, codes: mx.array, channels: int = 1, chunk_frames: int = 1500
+) -> mx.array:
+    """The audio of codes (B, K, T) decoded ``chunk_frames`` at a time: the samples of a
+    whole decode with memory bounded by the chunk (what ``MusicGen.decode`` does for long
+    codes)."""
+    pieces = (codes[:, :, i : i + chunk_frames] for i in range(0, codes.shape[2], chunk_frames))
+    return mx.concatenate(list(decode_chunks(codec, pieces, codes.shape[1], channels)), axis=2)
 
 
 def write_stream(

@@ -28,13 +28,23 @@ class EncodecModel(nn.Module):
     """EnCodec as MusicGen uses it: whole clips, no loudness normalization.
 
     `decode(codes)` maps (batch, codebooks, frames) int32 to (batch, channels, frames * hop_length)
-    float32 audio; `encode(audio)` is its inverse at the first target bandwidth, as transformers'
-    MusicGen calls it. Layout is channels-last inside; the transposes happen here only.
+    float32 audio; `encode(audio)` is its inverse with `num_codebooks` codebooks: by default
+    those of the first target bandwidth, as transformers' MusicGen calls it, or as many as a
+    MusicGen decoder predicts (audiocraft's `set_num_codebooks`: a codec may store more than
+    its LM uses). Layout is channels-last inside; the transposes happen here only.
     """
 
-    def __init__(self, config: EncodecConfig):
+    def __init__(self, config: EncodecConfig, num_codebooks: int | None = None):
         super().__init__()
         self.config = config
+        if num_codebooks is None:
+            num_codebooks = config.codebooks_for_bandwidth(None)
+        if not 1 <= num_codebooks <= config.num_quantizers:
+            raise InvalidArgumentError(
+                f"num_codebooks must be between 1 and the {config.num_quantizers} codebooks "
+                f"this codec stores, got {num_codebooks}."
+            )
+        self._num_codebooks = num_codebooks
         self.encoder = EncodecEncoder(config)
         self.decoder = EncodecDecoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
@@ -88,7 +98,7 @@ class EncodecModel(nn.Module):
     @property
     def num_codebooks(self) -> int:
         """Codebooks per frame that `encode` produces and MusicGen's LM predicts (per channel)."""
-        return self.config.codebooks_for_bandwidth(None)
+        return self._num_codebooks
 
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
@@ -159,7 +169,9 @@ class EncodecModel(nn.Module):
         frames = ceil(samples / hop_length); K = `num_codebooks` unless `bandwidth` (kbps, one of
         the config's target_bandwidths) asks for another count.
         """
-        num_codebooks = self.config.codebooks_for_bandwidth(bandwidth)
+        num_codebooks = self.num_codebooks
+        if bandwidth is not None:
+            num_codebooks = self.config.codebooks_for_bandwidth(bandwidth)
         audio = self._check_audio(audio)
         encoder = self.load_encoder()
         dtype = encoder.layers[0].conv.weight.dtype
@@ -168,24 +180,11 @@ class EncodecModel(nn.Module):
 
     def stream_decoder(self) -> StreamingDecoder:
         """A decoder that takes codes a few frames at a time (see StreamingDecoder)."""
-        return StreamingDecoder(self)
+        return StreamingDecoder(self.config, self.quantizer, self.decoder)
 
     def check_codes(self, codes: mx.array) -> mx.array:
         """Validate codes for `decode`; return them as int32."""
-        if not isinstance(codes, mx.array):
-            codes = mx.array(np.asarray(codes))
-        usage = (
-            f"pass int codes shaped (batch, codebooks, frames) with 1 to "
-            f"{self.config.num_quantizers} codebooks and values in [0, {self.config.codebook_size})"
-        )
-        if codes.ndim != 3 or 0 in codes.shape or codes.shape[1] > self.config.num_quantizers:
-            raise InvalidArgumentError(f"codes have shape {tuple(codes.shape)}; {usage}.")
-        if not mx.issubdtype(codes.dtype, mx.integer):
-            raise InvalidArgumentError(f"codes have dtype {codes.dtype}; {usage}.")
-        low, high = mx.min(codes).item(), mx.max(codes).item()
-        if low < 0 or high >= self.config.codebook_size:
-            raise InvalidArgumentError(f"codes range over [{low}, {high}]; {usage}.")
-        return codes.astype(mx.int32)
+        return self.quantizer.check_codes(codes)
 
     def _check_audio(self, audio: mx.array) -> mx.array:
         if not isinstance(audio, mx.array):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from musicgen.encodec.config import EncodecConfig
+from musicgen.errors import InvalidArgumentError
 
 
 class EuclideanCodebook(nn.Module):
@@ -35,7 +37,25 @@ class ResidualVectorQuantizer(nn.Module):
 
     def __init__(self, config: EncodecConfig):
         super().__init__()
+        self.codebook_size = config.codebook_size
         self.layers = [EuclideanCodebook(config) for _ in range(config.num_quantizers)]
+
+    def check_codes(self, codes: mx.array) -> mx.array:
+        """Validate codes (N, K, T) for `decode` (K up to the codebooks stored); return int32."""
+        if not isinstance(codes, mx.array):
+            codes = mx.array(np.asarray(codes))
+        usage = (
+            f"pass int codes shaped (batch, codebooks, frames) with 1 to {len(self.layers)} "
+            f"codebooks and values in [0, {self.codebook_size})"
+        )
+        if codes.ndim != 3 or 0 in codes.shape or codes.shape[1] > len(self.layers):
+            raise InvalidArgumentError(f"codes have shape {tuple(codes.shape)}; {usage}.")
+        if not mx.issubdtype(codes.dtype, mx.integer):
+            raise InvalidArgumentError(f"codes have dtype {codes.dtype}; {usage}.")
+        low, high = mx.min(codes).item(), mx.max(codes).item()
+        if low < 0 or high >= self.codebook_size:
+            raise InvalidArgumentError(f"codes range over [{low}, {high}]; {usage}.")
+        return codes.astype(mx.int32)
 
     def encode(self, x: mx.array, num_codebooks: int) -> mx.array:
         """Embeddings (N, T, dim) -> codes (N, num_codebooks, T) int32."""

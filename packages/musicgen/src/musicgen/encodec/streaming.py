@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import mlx.nn as nn
 
+from musicgen.encodec.config import EncodecConfig
 from musicgen.encodec.conv import EncodecConv1d, EncodecConvTranspose1d
-from musicgen.encodec.seanet import EncodecResnetBlock, run_layers
+from musicgen.encodec.quantizer import ResidualVectorQuantizer
+from musicgen.encodec.seanet import EncodecDecoder, EncodecResnetBlock, run_layers
 from musicgen.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from musicgen.encodec.lstm import LSTMState
-    from musicgen.encodec.model import EncodecModel
 
 
 def upsampling_context(layers: list[nn.Module]) -> int:
@@ -55,17 +56,21 @@ class StreamingDecoder:
     """Decode codes pushed in pieces; see the module docstring for the overlap it keeps.
 
     Usage: `chunks = [dec.push(c) for c in pieces] + [dec.flush()]`; every chunk is float32
-    (batch, audio_channels, samples), possibly with 0 samples.
+    (batch, audio_channels, samples), possibly with 0 samples. `EncodecModel.stream_decoder()`
+    builds one from the codec's parts.
     """
 
-    def __init__(self, model: EncodecModel):
-        if model.config.norm_type == "time_group_norm":
+    def __init__(
+        self, config: EncodecConfig, quantizer: ResidualVectorQuantizer, decoder: EncodecDecoder
+    ):
+        if config.norm_type == "time_group_norm":
             raise InvalidArgumentError(
                 "streaming decode needs a codec without time_group_norm (it normalizes over the "
                 "whole clip); use EncodecModel.decode instead."
             )
-        self.model = model
-        conv_in, self._lstm, *self._upsample = model.decoder.layers
+        self.config = config
+        self.quantizer = quantizer
+        conv_in, self._lstm, *self._upsample = decoder.layers
         self._conv_in = conv_in
         self.in_context = max(conv_in.pad_left, conv_in.pad_right)
         self.post_context = upsampling_context(self._upsample)
@@ -81,20 +86,25 @@ class StreamingDecoder:
         self._batch: int | None = None
         self._finished = False
 
+    @property
+    def received(self) -> int:
+        """Frames pushed so far (0: nothing to flush)."""
+        return self._received
+
     def push(self, codes: mx.array) -> mx.array:
         """Add codes (batch, codebooks, frames); return the audio that is now final."""
         if self._finished:
             raise InvalidArgumentError("this stream was flushed; start a new stream_decoder().")
         if codes.ndim == 3 and codes.shape[2] == 0:
             return self._empty(codes.shape[0])
-        codes = self.model.check_codes(codes)
+        codes = self.quantizer.check_codes(codes)
         if self._batch is not None and codes.shape[0] != self._batch:
             raise InvalidArgumentError(
                 f"codes have batch size {codes.shape[0]} but this stream started with "
                 f"{self._batch}; push codes of the same batch size."
             )
         self._batch = codes.shape[0]
-        new = self.model.quantizer.decode(codes)
+        new = self.quantizer.decode(codes)
         self._embeddings = (
             new if self._embeddings is None else mx.concatenate([self._embeddings, new], axis=1)
         )
@@ -128,7 +138,7 @@ class StreamingDecoder:
             return self._empty(self._batch)
         start = max(0, self._emitted - self.post_context)
         x = run_layers(self._upsample, self._hidden[:, start - self._hid_start :], stepwise=True)
-        hop = self.model.hop_length
+        hop = self.config.hop_length
         audio = x[:, (self._emitted - start) * hop : (end - start) * hop]
         self._emitted = end
         keep = max(0, end - self.post_context)
@@ -137,4 +147,4 @@ class StreamingDecoder:
         return audio.transpose(0, 2, 1).astype(mx.float32)
 
     def _empty(self, batch: int | None) -> mx.array:
-        return mx.zeros((batch or 0, self.model.audio_channels, 0), dtype=mx.float32)
+        return mx.zeros((batch or 0, self.config.audio_channels, 0), dtype=mx.float32)
