@@ -20,7 +20,8 @@ from typing import Any
 
 from musicgen.audio import NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
-from musicgen.plugin.tool import DEFAULT_MODEL, FORMATS, Sampling
+from musicgen.plugin.outputs import FORMATS
+from musicgen.plugin.tool import DEFAULT_MODEL, Sampling
 
 INPUT_FIELDS = ("prompt", "text", "query")
 OPTION_FIELDS = ("duration", "seed", "guidance_scale", "top_k", "top_p", "temperature", "model",
@@ -93,7 +94,8 @@ class Job:
 
     @property
     def sidecar_name(self) -> str:
-        return f"{self.id}.json"
+        """``ID.FORMAT.json`` (earlier versions wrote ``ID.json``, which is still read)."""
+        return f"{self.audio_name}.json"
 
     def parameters(self) -> dict[str, Any]:
         """Everything that determines the job's output, as stored in its sidecar."""
