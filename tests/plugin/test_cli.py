@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +14,7 @@ import pytest
 from musicgen.plugin.demo import DEFAULT_QUESTION
 from musicgen.plugin.smoke import NOTICE, SMOKE_ID
 
-from tests.plugin.helpers import files_in, read_audio
-
-MLX_RAG = Path(sys.executable).with_name("mlx-rag")
+from tests.plugin.helpers import MLX_RAG, files_in, read_audio, subprocess_env
 
 
 def test_generate_with_every_option(cli, tiny, out):
@@ -198,13 +194,6 @@ def test_demo_with_a_local_model_and_a_question(cli, tiny, out, tmp_path):
     assert files_in(out) == ["d.wav", "d.wav.json"]
     smoke = cli("music", "demo", "--smoke", "-d", "0.2", "-o", out / "s.wav", "--store", store)
     assert smoke.exit_code == 0 and "Using the smoke checkpoint as asked" in smoke.stderr
-
-
-def subprocess_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLX_RAG_")}
-    env.update(MLX_RAG_HOME=str(home), MLX_RAG_CONFIG=str(home / "config.toml"),
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")  # fmt: skip
-    return env
 
 
 def test_demo_as_a_real_process(mlx_rag_home):
