@@ -110,7 +110,9 @@ def read_sidecar(job: Job, out: Path) -> dict | None:
         matches = data["batch"]["job_hash"] == job.digest
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return data if matches and audio.is_file() and audio.stat().st_size > 0 else None
+    if not (matches and audio.is_file() and audio.stat().st_size > 0):
+        return None
+    return {**data, "sidecar": str(sidecar.resolve())}  # the file it is in (maybe an old name)
 
 
 def manifest_entry(job: Job, data: dict) -> dict:
