@@ -103,3 +103,15 @@ def test_sigterm_to_a_real_batch_process(tmp_path, mlx_rag_home):
     left = sorted(p.name for p in out.iterdir() if not p.name.startswith("manifest."))
     assert left == ["short.wav", "short.wav.json"]
     assert json.loads((out / "short.wav.json").read_text())["untrained"] is True
+
+
+def test_a_job_shorter_than_one_frame_is_a_bad_line_before_any_work(tmp_path, tiny_checkpoint):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [
+        {"id": "fine", "prompt": "calm", "seed": 1},
+        {"id": "blip", "prompt": "calm", "seed": 2, "duration": 0.001},
+    ])
+    out = tmp_path / "out"
+    result = batch(jobs, out, tiny_checkpoint, "--strict")
+    assert result.exit_code == 1
+    assert f"{jobs}:2: duration 0.001 s is shorter than one frame (0.02 s)." in result.output
+    assert not out.exists() or not list(out.iterdir())

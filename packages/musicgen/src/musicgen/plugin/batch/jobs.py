@@ -196,12 +196,14 @@ def _job_id(value: Any, line: int) -> str:
 
 def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
               strict: bool = False,
-              check_model: Callable[[str], None] | None = None) -> JobList:
+              check_model: Callable[[str], None] | None = None,
+              check_job: Callable[[Job], None] | None = None) -> JobList:
     """Read and check every line of a JSONL jobs file (blank lines are ignored).
 
     Bad lines are collected with their line numbers; with ``strict`` any bad line raises
     JobsError listing all of them, before any work is done. ``check_model(id)`` raises
-    ValueError for a model that cannot be used; it is called once per model.
+    ValueError for a model that cannot be used; it is called once per model. ``check_job``
+    raises InvalidArgumentError for a job its model cannot make (after ``check_model``).
     """
     path = Path(path)
     defaults = (defaults or Options()).check()
@@ -225,6 +227,8 @@ def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
                     models[job.options.model] = _model_problem(check_model, job.options.model)
                 if models[job.options.model]:
                     raise InvalidArgumentError(models[job.options.model])
+            if check_job is not None:
+                check_job(job)
         except InvalidArgumentError as exc:
             bad.append(BadLine(number, str(exc)))
             continue

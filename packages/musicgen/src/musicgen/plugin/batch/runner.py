@@ -96,6 +96,23 @@ def check_music_model(model_id: str) -> None:
                          "model (see `mlx-rag models list --kind music`).")
 
 
+def job_checker() -> Callable[[Job], None]:
+    """``check_job`` for read_jobs: a job's duration against its model's frame rate, read from
+    config.json without loading the model (musicgen.plugin.preflight)."""
+    from functools import cache
+
+    from musicgen.plugin.preflight import model_facts
+
+    facts = cache(model_facts)
+
+    def check(job: Job) -> None:
+        found = facts(job.options.model)
+        if found is not None:
+            job.options.sampling().check(job.seed, frame_rate=found.frame_rate)
+
+    return check
+
+
 # ---- outputs ---------------------------------------------------------------------------------
 
 
@@ -238,7 +255,8 @@ class BatchRun:
         error, jobs = None, None
         try:
             jobs = read_jobs(self.settings.jobs, self.settings.defaults,
-                             strict=self.settings.strict, check_model=check_music_model)
+                             strict=self.settings.strict, check_model=check_music_model,
+                             check_job=job_checker())
             self.out.mkdir(parents=True, exist_ok=True)
         except Exception as exc:
             error = exc
