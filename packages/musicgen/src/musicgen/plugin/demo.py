@@ -57,12 +57,13 @@ def choose_model(model: str, say: Say, *, smoke: bool = False,
         return SMOKE_ID
 
 
-def check_options(music: dict, smoke: bool) -> None:
+def check_music_options(music: dict, smoke: bool) -> None:
     """The music step's checks, before the demo ingests or loads anything."""
     from dataclasses import fields
 
     from musicgen.plugin.outputs import check_free, output_path
-    from musicgen.plugin.tool import Sampling, check_track_options
+    from musicgen.plugin.preflight import check_track_options
+    from musicgen.plugin.tool import Sampling
 
     sampling = Sampling(**{f.name: music[f.name] for f in fields(Sampling) if f.name in music})
     overwrite = music.get("overwrite", False)
@@ -98,7 +99,7 @@ def run_demo(
     if music["prompt_from"] not in PROMPT_FROM:
         raise ValueError(f"prompt_from must be one of {', '.join(PROMPT_FROM)}, got "
                          f"{music['prompt_from']!r}.")  # fmt: skip
-    check_options(music, smoke)
+    check_music_options(music, smoke)
     store = Path(store).expanduser() if store else demo_store()
     report = ingest_paths([corpus_dir()], store=store, note=say)
     say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")

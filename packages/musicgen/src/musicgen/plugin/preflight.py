@@ -1,4 +1,4 @@
-"""Checks that need the model but not its weights: what its config.json says.
+"""Checks before any work: every option of a track, and what the model's config.json says.
 
 A model's frame rate and whether it takes a melody come from config.json, read from a local
 folder or the Hugging Face cache (never downloaded), so that a duration shorter than one frame
@@ -117,3 +117,35 @@ def check_with_model(
             f"melody: '{model_id}' conditions on text only; a melody needs a MusicGen-Melody "
             "model (e.g. facebook/musicgen-melody)."
         )
+
+
+def check_track_options(
+    model: str,
+    sampling: Any,
+    seed: int | None,
+    *,
+    normalize: str = "peak",
+    overwrite: bool = False,
+    melody: str | os.PathLike | None = None,
+    continue_from: str | os.PathLike | None = None,
+    stream: bool = False,
+    quantize: int | None = None,
+) -> None:
+    """Every check ``make_track`` makes before loading: the values, the audio files, and what
+    the model's config.json allows (InvalidArgumentError, AudioError, ModelNotFoundError)."""
+    from musicgen.audio import NORMALIZE_MODES
+    from musicgen.plugin.tool import DEFAULT_MODEL, check_quantize
+
+    sampling.check(seed)
+    if normalize not in NORMALIZE_MODES:
+        raise InvalidArgumentError(
+            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}."
+        )
+    for name, flag in (("overwrite", overwrite), ("stream", stream)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentError(f"{name} must be true or false, got {flag!r}.")
+    check_quantize(quantize)
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidArgumentError("model is empty: give a model id such as "
+                                   f"{DEFAULT_MODEL} or a local MusicGen folder.")  # fmt: skip
+    check_with_model(model, sampling, seed, melody=melody, continue_from=continue_from)

@@ -121,38 +121,6 @@ def load_music_model(
         raise error from None
 
 
-def check_track_options(
-    model: str,
-    sampling: Sampling,
-    seed: int | None,
-    *,
-    normalize: str = "peak",
-    overwrite: bool = False,
-    melody: str | os.PathLike | None = None,
-    continue_from: str | os.PathLike | None = None,
-    stream: bool = False,
-    quantize: int | None = None,
-) -> None:
-    """Every check ``make_track`` makes before loading: the values, the audio files, and what
-    the model's config.json allows (InvalidArgumentError, AudioError, ModelNotFoundError)."""
-    from musicgen.audio import NORMALIZE_MODES
-    from musicgen.plugin.preflight import check_with_model
-
-    sampling.check(seed)
-    if normalize not in NORMALIZE_MODES:
-        raise InvalidArgumentError(
-            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}."
-        )
-    for name, flag in (("overwrite", overwrite), ("stream", stream)):
-        if not isinstance(flag, bool):
-            raise InvalidArgumentError(f"{name} must be true or false, got {flag!r}.")
-    check_quantize(quantize)
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidArgumentError("model is empty: give a model id such as "
-                                   f"{DEFAULT_MODEL} or a local MusicGen folder.")  # fmt: skip
-    check_with_model(model, sampling, seed, melody=melody, continue_from=continue_from)
-
-
 def make_track(
     prompt: MusicPrompt,
     *,
@@ -178,6 +146,7 @@ def make_track(
     or RMS normalization needs the whole track). ``quantize``: 4 or 8 bits per decoder
     weight (see ``load_music_model``). See docs/musicgen-features.md.
     """
+    from musicgen.plugin.preflight import check_track_options
     from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
 
     start = time.perf_counter()

@@ -57,7 +57,7 @@ def ingest_command(paths: tuple[Path, ...], store: Path | None, prune: bool, no_
 
     try:
         report = ingest_paths(paths, store=store, prune=prune, embed=not no_embed, note=note,
-                              progress=True, on_file=count)
+                              progress=not output.is_quiet(), on_file=count)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
         finished = ", ".join(f"{n} {outcome}" for outcome, n in done.items()) or "none"
         click.echo(f"{interrupted_by(exc)}: files finished before the stop: {finished}; "
