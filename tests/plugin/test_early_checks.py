@@ -40,8 +40,8 @@ def test_a_melody_for_a_text_only_model_fails_before_loading(cli, tiny, out, mel
     result = cli("music", "generate", "calm", "-m", tiny, "--melody", melody_wav, "-o",
                  out / "x.wav")  # fmt: skip
     assert result.exit_code == 1
-    assert (f"Error: melody: '{tiny}' conditions on text only; a melody needs a "
-            "MusicGen-Melody model") in result.stderr
+    assert (f"Error: melody: '{tiny}' conditions on text only; melody conditioning needs a "
+            "MusicGen-Melody checkpoint") in result.stderr
     assert nothing_loaded() and files_in(out) == []
 
 

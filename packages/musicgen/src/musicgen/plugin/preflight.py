@@ -114,8 +114,8 @@ def check_with_model(
     sampling.check(seed, frame_rate=facts.frame_rate)
     if melody_info is not None and not facts.is_melody:
         raise InvalidArgumentError(
-            f"melody: '{model_id}' conditions on text only; a melody needs a MusicGen-Melody "
-            "model (e.g. facebook/musicgen-melody)."
+            f"melody: '{model_id}' conditions on text only; melody conditioning needs a "
+            "MusicGen-Melody checkpoint (e.g. facebook/musicgen-melody)."
         )
 
 
