@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -172,18 +173,20 @@ def stale_parts(folder: Path) -> list[Path]:
     return stale
 
 
-_cleaned: set[Path] = set()
+CLEAN_EVERY_S = 60.0  # a batch writes many files into one folder: scan it now and then
+_cleaned: dict[Path, float] = {}  # folder -> when this process last removed its leftovers
 _cleaned_lock = threading.Lock()
 
 
 def remove_stale_parts(folder: Path, *, again: bool = False) -> list[Path]:
-    """Remove ``stale_parts(folder)`` (once per folder and process unless ``again``); return
-    what was removed."""
-    key = folder.resolve()
+    """Remove ``stale_parts(folder)`` (at most every CLEAN_EVERY_S seconds per folder and
+    process, unless ``again``); return what was removed."""
+    key, now = folder.resolve(), time.monotonic()
     with _cleaned_lock:
-        if key in _cleaned and not again:
+        last = _cleaned.get(key)
+        if not again and last is not None and now - last < CLEAN_EVERY_S:
             return []
-        _cleaned.add(key)
+        _cleaned[key] = now
     removed = []
     for path in stale_parts(folder):
         with contextlib.suppress(OSError):
