@@ -22,7 +22,8 @@ def mlx_rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config.write_text("")
     monkeypatch.setenv("MLX_RAG_HOME", str(home))
     monkeypatch.setenv("MLX_RAG_CONFIG", str(config))
-    for name in ("MLX_RAG_LOAD_PLUGINS", "MLX_RAG_STRICT_PLUGINS", "MLX_RAG_DEBUG"):
+    for name in ("MLX_RAG_LOAD_PLUGINS", "MLX_RAG_STRICT_PLUGINS", "MLX_RAG_DEBUG",
+                 "MLX_RAG_QUIET"):
         monkeypatch.delenv(name, raising=False)
     rag_core.plugins.reset()
     yield home

@@ -60,7 +60,7 @@ def test_every_job_gets_its_audio_its_sidecar_and_a_manifest_line(jobs, tmp_path
         assert sidecar["prompt"] == entry["prompt"] and sidecar["seed"] == job["seed"]
         assert sidecar["batch"]["line"] == entry["line"] and sidecar["batch"]["rank"] == 0
         assert sidecar["reproduce"].startswith("mlx-rag music generate ")
-    text_job = json.loads((out / "job-00003.json").read_text())
+    text_job = json.loads((out / "job-00003.wav.json").read_text())
     assert text_job["prompt_source"]["builder"] == "extract"
     assert "rain" in text_job["prompt"] and "piano" in text_job["prompt"]
     assert sorted(p.name for p in out.iterdir() if p.suffix not in (".wav", ".flac", ".json")) \
@@ -88,7 +88,7 @@ def test_a_rerun_skips_finished_jobs_and_redoes_changed_or_incomplete_ones(
 
     changed = [dict(JOBS[0], seed=99), *JOBS[1:]]
     write_jobs(jobs, changed)
-    (out / "job-00002.json").unlink()  # audio without sidecar: interrupted before the sidecar
+    (out / "job-00002.wav.json").unlink()  # audio without sidecar: interrupted before the sidecar
     (out / ".job-00004.1a2b3c4d.part.flac").write_bytes(b"left by a killed run")
     result = run(jobs, out, tiny_checkpoint)
     assert result.exit_code == 0, result.output
@@ -157,7 +157,7 @@ def test_failed_jobs_do_not_stop_the_others_and_fail_the_run(tmp_path, tiny_chec
     assert "Error: 1 job failed. lost (line 2): " in result.output
     assert "run the same command again" in result.output
     assert [e["id"] for e in manifest(out)] == ["fine"]
-    assert not (out / "lost.json").exists()
+    assert not (out / "lost.wav.json").exists()
 
 
 def test_query_jobs_build_their_prompt_from_retrieved_passages(tmp_path, tiny_checkpoint):
@@ -171,7 +171,7 @@ def test_query_jobs_build_their_prompt_from_retrieved_passages(tmp_path, tiny_ch
     out = tmp_path / "out"
     result = run(jobs, out, tiny_checkpoint, "-k", "2")
     assert result.exit_code == 0, result.output
-    sidecar = read_sidecar_file(out / "harbour.json")
+    sidecar = read_sidecar_file(out / "harbour.wav.json")
     source = sidecar["prompt_source"]
     assert source["input"] == "retrieved" and len(source["chunk_ids"]) == 2
     assert any("harbour" in s for s in source["sources"])
@@ -199,7 +199,7 @@ def test_the_sidecars_reproduce_command_gives_the_same_track(jobs, tmp_path, tin
 
     out = tmp_path / "out"
     assert run(jobs, out, tiny_checkpoint, "-b", "4").exit_code == 0
-    sidecar = json.loads((out / "rain.json").read_text())
+    sidecar = json.loads((out / "rain.wav.json").read_text())
     args = shlex.split(sidecar["reproduce"])
     assert args[:3] == ["mlx-rag", "music", "generate"]
     args[args.index("--output") + 1] = str(tmp_path / "again.wav")

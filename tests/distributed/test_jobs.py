@@ -28,7 +28,7 @@ def test_jobs_take_defaults_and_their_own_values(tmp_path):
     assert (storm.line, storm.id, storm.source, storm.input) == (3, "storm", "text",
                                                                  "A storm at sea.")
     assert storm.options.duration == 2.0 and isinstance(storm.options.duration, float)
-    assert storm.audio_name == "storm.flac" and storm.sidecar_name == "storm.json"
+    assert storm.audio_name == "storm.flac" and storm.sidecar_name == "storm.flac.json"
     assert not storm.seed_given and storm.seed == derived_seed("storm", "text", "A storm at sea.")
     assert query.options.model == "other/model" and query.source == "query"
     assert first.batch_key != storm.batch_key

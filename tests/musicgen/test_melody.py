@@ -279,9 +279,8 @@ def test_the_cli_conditions_on_a_melody_file(melody_path, tiny_path, tmp_path):
     assert code == 0, output
     record = json.loads(output[output.index("{") :])
     assert record["parameters"]["melody"] == str(melody_file)
-    assert (
-        f"--melody {melody_file}" in json.loads(out.with_suffix(".json").read_text())["reproduce"]
-    )
+    sidecar = out.with_name(out.name + ".json")
+    assert f"--melody {melody_file}" in json.loads(sidecar.read_text())["reproduce"]
     written, _ = sf.read(str(out), dtype="float32")
     expected = loaded(melody_path).generate("calm", duration=0.3, seed=1, melody=melody_file)
     np.testing.assert_allclose(written, np.clip(np.array(expected)[0, 0], -1, 1), atol=1 / 2**14)

@@ -132,7 +132,7 @@ def test_the_cli_streams_to_the_output_file(tiny_path, tmp_path):
     record = json.loads(output[output.index("{") :])
     assert record["parameters"]["stream"] is True
     assert record["parameters"]["normalize"] == "clip"
-    assert "--stream" in json.loads(out.with_suffix(".json").read_text())["reproduce"]
+    assert "--stream" in json.loads(out.with_name(out.name + ".json").read_text())["reproduce"]
     written, rate = sf.read(str(out), dtype="float32", always_2d=True)
     model = loaded(tiny_path)
     expected = np.clip(np.array(model.generate("calm", duration=0.6, seed=3))[0].T, -1, 1)

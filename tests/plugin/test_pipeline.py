@@ -34,7 +34,7 @@ output = {toml(out / "song.wav")}
     assert "[2] music (tool music, plugin musicgen)" in result.stdout
     assert f"    path: {out / 'song.wav'}" in result.stdout
     assert read_audio(out / "song.wav")[1] == 800
-    sidecar = json.loads((out / "song.json").read_text())
+    sidecar = json.loads((out / "song.wav.json").read_text())
     assert sidecar["prompt_source"]["input"] == "retrieved" and sidecar["seed"] == 4
     assert len(sidecar["prompt_source"]["chunk_ids"]) == 2
     assert Path(sidecar["prompt_source"]["sources"][0]).name == "harbour-at-night.md"
@@ -74,7 +74,7 @@ def test_retrieve_answer_music_through_the_python_api(configure, tiny, tiny_llm,
     music = state.outputs["music"]
     assert music["prompt_source"]["input"] == "answer" and music["prompt_source"]["chunk_ids"] == []
     assert music["prompt"] == "instrumental piece with piano and strings, medium tempo"
-    assert files_in(out) == ["a.json", "a.wav"]
+    assert files_in(out) == ["a.wav", "a.wav.json"]
 
 
 def test_bad_music_options_in_a_pipeline_fail_clearly(cli, configure, tiny, corpus_store, out):

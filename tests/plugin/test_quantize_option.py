@@ -29,10 +29,10 @@ def test_generate_quantize_4_writes_audio_and_caches_the_quantized_model(cli, ou
     assert (record["model"], record["quantize"], record["parameters"]["quantize"]) == (
         SMOKE_ID, 4, 4)
     assert read_audio(out / "q.wav")[0].shape[0] > 0
-    sidecar = json.loads((out / "q.json").read_text())
+    sidecar = json.loads((out / "q.wav.json").read_text())
     assert sidecar["quantize"] == 4 and sidecar["parameters"]["quantize"] == 4
     assert "--quantize 4" in sidecar["reproduce"]
-    assert files_in(out) == ["q.json", "q.wav"]
+    assert files_in(out) == ["q.wav", "q.wav.json"]
 
     registry = get_registry()
     assert registry.is_loaded(f"{SMOKE_ID}@q4") and not registry.is_loaded(SMOKE_ID)
@@ -58,7 +58,7 @@ def test_without_quantize_the_record_says_none(cli, out):
                  "--json")  # fmt: skip
     record = json.loads(result.stdout)
     assert record["quantize"] is None and "quantize" not in record["parameters"]
-    assert "--quantize" not in json.loads((out / "f.json").read_text())["reproduce"]
+    assert "--quantize" not in json.loads((out / "f.wav.json").read_text())["reproduce"]
 
 
 def test_aliases_and_folders_resolve_to_one_canonical_quantized_id(tiny):

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rag_core
+from musicgen.plugin.outputs import OutputExistsError
 from musicgen.plugin.prompt import MusicPrompt
-from musicgen.plugin.tool import OutputExistsError, Sampling, make_track, run
+from musicgen.plugin.tool import Sampling, make_track, run
 from rag_core import PipelineState
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError, PipelineError, RagError
 
@@ -33,8 +34,8 @@ def test_result_record_and_sidecar(tiny, tmp_path):
     record = run(state(retrieved=CHUNKS), model=str(tiny), duration=0.5, seed=11,
                  guidance_scale=2.5, top_k=20, top_p=0.9, temperature=0.8, output=str(out),
                  normalize="rms")  # fmt: skip
-    assert record["path"] == str(out.resolve()) and record["sidecar"] == str(out.with_suffix(
-        ".json").resolve())
+    assert record["path"] == str(out.resolve())
+    assert record["sidecar"] == str((out.parent / "track.wav.json").resolve())
     assert record["prompt"].startswith("melancholic waltz with accordion, slow tempo")
     assert record["prompt_source"]["builder"] == "extract"
     assert record["prompt_source"]["input"] == "retrieved"
@@ -48,13 +49,13 @@ def test_result_record_and_sidecar(tiny, tmp_path):
     assert set(record["timings"]) == {"load_s", "generate_s", "decode_s", "write_s", "total_s"}
     audio, rate = read_audio(out)
     assert rate == 800 and audio.shape == (400, 1) and np.abs(audio).max() > 0
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads((out.parent / "track.wav.json").read_text())
     assert {k: sidecar[k] for k in record} == record  # the record, plus:
-    assert sidecar["sidecar_version"] == 1 and sidecar["created"].endswith("+00:00")
+    assert sidecar["sidecar_version"] == 2 and sidecar["created"].endswith("+00:00")
     assert set(sidecar["generator"]) == {"musicgen", "rag_core", "mlx", "python"}
     assert sidecar["reproduce"].startswith("mlx-rag music generate 'melancholic waltz")
     assert "--seed 11 --guidance-scale 2.5 --top-k 20 --top-p 0.9" in sidecar["reproduce"]
-    assert files_in(out.parent) == ["track.json", "track.wav"]  # no temporary files left
+    assert files_in(out.parent) == ["track.wav", "track.wav.json"]  # no temporary files left
     assert os.stat(out).st_mode & 0o044  # the usual permissions, not a private temp file's
 
 
@@ -155,7 +156,7 @@ def test_existing_output_is_refused_unless_overwrite(tiny, out):
         run(state(), **options)
     assert track.read_bytes() == b"precious" and files_in(out) == ["track.wav"]
     run(state(), overwrite=True, **options)
-    assert read_audio(track)[1] == 800 and files_in(out) == ["track.json", "track.wav"]
+    assert read_audio(track)[1] == 800 and files_in(out) == ["track.wav", "track.wav.json"]
 
 
 def test_unwritable_output_fails_at_once(tiny, out):

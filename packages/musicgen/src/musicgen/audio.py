@@ -22,16 +22,18 @@ def save_audio(
     sample_rate: int,
     *,
     normalize: str | None = "peak",
+    format: str | None = None,
 ) -> Path:
     """Write ``audio`` ((channels, samples) or (samples,), mx or numpy) to ``path``.
 
-    The format follows the suffix: .wav and .flac (16-bit PCM) or .ogg (Vorbis).
+    The format follows the suffix (or ``format``, e.g. ".wav", for a path without one, such as
+    a temporary file): .wav and .flac (16-bit PCM) or .ogg (Vorbis).
     ``normalize``: "peak" scales the loudest sample to -1 dBFS; "rms" scales to -20 dBFS RMS
     and clips; "clip" only clips to [-1, 1]; "none" (or None) writes the samples as they are,
     which clips anything beyond [-1, 1]. Silence is never scaled up. Returns the path written.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = (format or path.suffix).lower()
     if suffix not in FORMATS:
         raise InvalidArgumentError(
             f"cannot write '{path.name}': use a .wav, .flac or .ogg file name."

@@ -93,19 +93,25 @@ def decode_in_chunks(
 
 
 def write_stream(
-    path: str | os.PathLike, chunks: Iterable[mx.array], sample_rate: int, *, item: int = 0
+    path: str | os.PathLike,
+    chunks: Iterable[mx.array],
+    sample_rate: int,
+    *,
+    item: int = 0,
+    format: str | None = None,
 ) -> Path:
     """Write audio chunks (B, channels, samples) to a wav or flac file as they arrive.
 
     Only batch item ``item`` is written. Samples are clipped to [-1, 1] (peak normalization
-    needs the whole piece). The file is complete and valid only after the last chunk.
+    needs the whole piece). The file is complete and valid only after the last chunk. The
+    format follows the suffix, or ``format`` (".wav" or ".flac") when given.
     """
     import soundfile as sf
 
     from musicgen.audio import FORMATS
 
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = (format or path.suffix).lower()
     if suffix not in (".wav", ".flac"):
         raise InvalidArgumentError(f"cannot stream to '{path.name}': use a .wav or .flac file.")
     container, subtype = FORMATS[suffix]

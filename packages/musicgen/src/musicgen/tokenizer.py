@@ -1,4 +1,9 @@
-"""The prompt tokenizer: the repo's own tokenizer.json, padded as transformers pads a batch."""
+"""The prompt tokenizer: the repo's own tokenizer.json, padded as transformers pads a batch.
+
+Prompts longer than the text encoder reads (tokenizer_config.json's ``model_max_length``, 512
+for T5) are cut there, ending with ``</s>`` as a truncated T5 input does; ``cut_point`` says
+where, so callers can tell the user.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,14 @@ from musicgen.errors import CheckpointError
 class PromptTokenizer:
     """Prompts -> (token ids (B, S) int32, attention mask (B, S) int32), right-padded."""
 
-    def __init__(self, tokenizer: Tokenizer, pad_id: int):
+    def __init__(self, tokenizer: Tokenizer, pad_id: int, max_length: int | None = None):
         self.tokenizer = tokenizer
         self.pad_id = pad_id
+        self.max_length = max_length  # tokens the text encoder reads (None: no limit)
+        if max_length is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_length)
 
     @classmethod
     def from_dir(cls, path: Path) -> PromptTokenizer:
@@ -36,16 +46,25 @@ class PromptTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
             raise CheckpointError(f"{file} could not be read as a tokenizer: {exc}") from None
         tokenizer.no_padding()
-        tokenizer.no_truncation()
         pad = _pad_token(path)
         pad_id = tokenizer.token_to_id(pad)
         if pad_id is None:
             raise CheckpointError(f"{file}: the pad token {pad!r} is not in the vocabulary.")
-        return cls(tokenizer, pad_id)
+        return cls(tokenizer, pad_id, _max_length(path))
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def cut_point(self, prompt: str) -> int | None:
+        """Where ``prompt`` is cut to fit ``max_length`` tokens: the number of its characters
+        the text encoder reads; None when it reads all of them."""
+        encoding = self.tokenizer.encode(prompt)
+        if not encoding.overflowing:
+            return None
+        ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask,
+                                                 strict=True) if not special]
+        return max(ends, default=0)
 
     def __call__(self, prompts: list[str]) -> tuple[mx.array, mx.array]:
         encodings = self.tokenizer.encode_batch(prompts)
@@ -67,3 +86,14 @@ def _pad_token(path: Path) -> str:
         if isinstance(pad, str):
             return pad
     return "<pad>"
+
+
+def _max_length(path: Path) -> int | None:
+    """tokenizer_config.json's model_max_length; None when absent or "unlimited" (1e30)."""
+    try:
+        length = json.loads((path / "tokenizer_config.json").read_text()).get("model_max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(length, bool) or not isinstance(length, (int, float)):
+        return None
+    return int(length) if 1 <= length <= 1_000_000 else None

@@ -12,7 +12,7 @@ import difflib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,12 +136,14 @@ class _Checker:
         self.where = where
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"Invalid config in {self.where}: '{key}' {problem}.")
+        end = "" if problem.endswith((".", "?", "!")) else "."
+        return ConfigError(f"Invalid config in {self.where}: '{key}' {problem}{end}")
 
-    def unknown(self, key: str, name: str, known: list[str]) -> ConfigError:
+    def unknown(self, key: str, name: str, known: list[str],
+                what: str = "known here") -> ConfigError:
         near = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean '{near[0]}'?" if near else ""
-        return self.fail(key, f"is not a known key (known here: {', '.join(known)}).{hint}")
+        hint = f". Did you mean '{near[0]}'?" if near else ""
+        return self.fail(key, f"is not a known key ({what}: {', '.join(known)}){hint}")
 
     def table(self, key: str, value: Any) -> dict:
         if not isinstance(value, dict):
@@ -315,6 +317,32 @@ class Config:
                 f'[pipelines.{name}] steps = [{{tool = "retrieve"}}, {{tool = "answer"}}].'
             )
         return copy.deepcopy(pipeline["steps"])
+
+    def check_tools(self, tools: Mapping[str, tuple[str, ...] | None],
+                    all_loaded: bool = True) -> None:
+        """Check the ``[tools.NAME]`` sections against the registered tools (``tools``: name ->
+        the options it takes, None for any); ConfigError names the file, the section and the
+        key, with a did-you-mean.
+
+        A section naming no registered tool is an error when every installed plugin is loaded
+        (``all_loaded``) or when it is close to a registered name (a typo); otherwise it may
+        belong to a disabled plugin and is left alone.
+        """
+        for name, options in self._values["tools"].items():
+            checker = _Checker(self.source(f"tools.{name}"))
+            if name not in tools:
+                near = difflib.get_close_matches(name, list(tools), n=1)
+                if near or all_loaded:
+                    hint = f". Did you mean [tools.{near[0]}]?" if near else ""
+                    raise checker.fail(
+                        f"tools.{name}", f"names no registered tool (tools: "
+                        f"{', '.join(sorted(tools)) or 'none'}; see `mlx-rag plugins list`){hint}")
+                continue
+            accepted = tools[name]
+            for key in options if accepted is not None else ():
+                if key not in accepted:
+                    raise checker.unknown(f"tools.{name}.{key}", key, list(accepted),
+                                          f"the {name} tool's options")
 
     def disabled_by(self, plugin: str) -> str | None:
         """How the config disables ``plugin`` (with how to undo it), or None if it does not."""

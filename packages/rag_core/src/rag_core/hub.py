@@ -35,7 +35,9 @@ def resolve_model_path(
 
     ``source`` is a local directory or a hub repo id. Downloads fetch only ``allow_patterns``,
     show a progress bar, and honour ``HF_HUB_OFFLINE`` and the local HF cache.
-    Raises ModelUnavailableError with instructions when the files cannot be had.
+    Raises ModelUnavailableError with instructions when the files cannot be had; it is raised
+    without the transport's exception chain (pages of HTTP internals), which stays reachable
+    as its ``cause`` attribute (and ``__context__``) for debugging.
     """
     path = Path(source).expanduser()
     if path.is_dir():
@@ -53,38 +55,47 @@ def resolve_model_path(
         RepositoryNotFoundError,
     )
 
-    offline = local_files_only or _offline()
+    env_offline = _offline()
     try:
         if not progress:
             from huggingface_hub.utils import disable_progress_bars
 
             disable_progress_bars()
-        return Path(
-            snapshot_download(source, allow_patterns=allow_patterns, local_files_only=offline)
-        )
+        return Path(snapshot_download(source, allow_patterns=allow_patterns,
+                                      local_files_only=local_files_only or env_offline))
     except GatedRepoError as exc:
-        raise ModelUnavailableError(
+        raise unavailable(
             f"'{source}' is gated on the Hugging Face Hub: accept its terms on the website and "
-            "log in with `hf auth login`, then retry."
-        ) from exc
+            "log in with `hf auth login`, then retry.", exc
+        ) from None
     except RepositoryNotFoundError as exc:
-        raise ModelUnavailableError(
+        raise unavailable(
             f"'{source}' was not found on the Hugging Face Hub (check the spelling, or log in "
-            "if it is private)."
-        ) from exc
+            "if it is private).", exc
+        ) from None
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
-        where = "HF_HUB_OFFLINE is set and it" if offline else "the Hub could not be reached and it"
-        raise ModelUnavailableError(
+        where = ("HF_HUB_OFFLINE is set and it" if env_offline else
+                 "only the local cache was searched and it" if local_files_only else
+                 "the Hub could not be reached and it")
+        raise unavailable(
             f"Model '{source}' is not available: {where} is not in the local cache "
             f"({cache_dir()}). Fix: connect to the internet and run "
             f"`mlx-rag models pull {source}`, or copy the model into the cache (HF_HOME), "
-            "or pass a local directory instead."
-        ) from exc
+            "or pass a local directory instead.", exc
+        ) from None
     except Exception as exc:  # huggingface_hub raises many HTTP/transport error types
-        raise ModelUnavailableError(
+        raise unavailable(
             f"Could not download '{source}' from the Hugging Face Hub: {exc}. Check the network, "
-            f"or pass a local directory instead."
-        ) from exc
+            f"or pass a local directory instead.", exc
+        ) from None
+
+
+def unavailable(message: str, cause: BaseException) -> ModelUnavailableError:
+    """A ModelUnavailableError to raise ``from None``, its original exception kept as
+    ``cause``."""
+    error = ModelUnavailableError(message)
+    error.cause = cause
+    return error
 
 
 def cache_dir() -> Path:

@@ -135,7 +135,37 @@ class PluginHost:
             for name in sorted({n.strip() for n in only.split(",") if n.strip()} - known):
                 self.warn(f"Warning: MLX_RAG_LOAD_PLUGINS names '{name}', which is not "
                           f"installed (installed: {', '.join(sorted(known)) or 'none'}).")
+        self.check_config()
         return self
+
+    def check_config(self) -> None:
+        """Check the config's ``[tools.NAME]`` sections against the tools the plugins
+        registered (ConfigError names the file, section and key)."""
+        tools = {tool.name: tool.option_names() for tool in self.tools.tools()}
+        all_loaded = all(r.status == "enabled" for r in self.records.values())
+        self.config.check_tools(tools, all_loaded)
+
+    def disabled_command_owner(self, command: str) -> PluginRecord | None:
+        """The disabled plugin that would add ``command``, if any.
+
+        Only for error messages: each disabled plugin's module is imported and its
+        ``register_commands`` hook called on a throwaway group; nothing is registered here.
+        """
+        for candidate in _candidates():
+            record = self.records.get(candidate.name)
+            if record is None or record.status != "disabled":
+                continue
+            group = click.Group(candidate.name)
+            try:
+                probe = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+                probe.add_hookspecs(hookspecs)
+                probe.register(candidate.load(), name=candidate.name)
+                probe.hook.register_commands(cli=group)
+            except Exception:
+                continue
+            if command in group.commands:
+                return record
+        return None
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,18 @@ class Tool:
     run: Callable[..., dict]
     description: str = ""
     plugin: str = ""  # set by the registry
+
+    def option_names(self) -> tuple[str, ...] | None:
+        """The options ``run`` takes after the state (what a ``[tools.NAME]`` section may set),
+        from its signature; None when it takes any (``**options``) or has no signature."""
+        try:
+            parameters = list(inspect.signature(self.run).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return None
+        return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                              p.KEYWORD_ONLY))
 
 
 class ToolRegistry:

@@ -116,6 +116,17 @@ def load_quantized(source: str):
     return load(spec.location, quantize=bits)
 
 
+def weights_spec(spec: ModelSpec) -> ModelSpec:
+    """The registry spec whose files a model loads: the base model's for "<base>@q4|8" (so
+    a quantized smoke checkpoint is still known as one), else ``spec`` itself."""
+    from rag_core import get_registry
+
+    parts = split_quantized(spec.id)
+    if parts is None or spec.loader is not load_quantized:
+        return spec
+    return get_registry().spec(parts[0])
+
+
 @hookimpl
 def register_models(register):
     """facebook/musicgen-small/-medium/-large, the smoke checkpoint, and MusicGen folders."""

@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rag_core.cli.output import short
+from rag_core.cli.output import note, short
+from rag_core.cli.signals import exit_code, interrupted_by
 from rag_core.errors import ConfigError
 
 from musicgen.audio import NORMALIZE_MODES
+from musicgen.plugin.demo import DEFAULT_DURATION
+from musicgen.plugin.outputs import FORMATS
 from musicgen.plugin.prompt import PROMPT_FROM, MusicPrompt, build_prompt
-from musicgen.plugin.tool import FORMATS, Sampling, check_quantize, make_track, progress_bar
+from musicgen.plugin.tool import Sampling, check_quantize, make_track, progress_bar
 from musicgen.plugin.tool import run as music_tool
 
 NORMALIZE = NORMALIZE_MODES
@@ -30,27 +33,36 @@ def _apply(function, options: list):
     return function
 
 
-def generation_options(function):
+TOOL_DEFAULTS = {name: p.default
+                 for name, p in list(inspect.signature(music_tool).parameters.items())[1:]}
+
+
+def generation_options(function=None, /, **defaults):
     """The generation options of every command that generates (`generate`, `from-text`,
-    `demo`, `batch`); all default to None: the config, then the music tool."""
+    `demo`, `batch`); all default to None: the config, then the music tool. The help shows the
+    tool's defaults, or ``defaults`` where a command has its own (the demo's duration)."""
+    if function is None:
+        return lambda function: generation_options(function, **defaults)
+    d = {**TOOL_DEFAULTS, **defaults}
     return _apply(function, [
         click.option("--model", "-m", metavar="ID", help="Model id, alias or local MusicGen "
-                     "folder (default: facebook/musicgen-small)."),
+                     f"folder (default: {d['model']})."),
         click.option("--duration", "-d", type=float, metavar="SECONDS",
-                     help="Length of the track (default: 8)."),
-        click.option("--guidance-scale", type=float, metavar="X",
-                     help="Classifier-free guidance (1 = none; default: 3)."),
+                     help=f"Length of the track (default: {d['duration']:g})."),
+        click.option("--guidance-scale", type=float, metavar="X", help="Classifier-free "
+                     f"guidance (1 = none; default: {d['guidance_scale']:g})."),
         click.option("--top-k", type=int, metavar="K", help="Sample among the K most likely "
-                     "codes (0 = all; default: 250)."),
+                     f"codes (0 = all; default: {d['top_k']})."),
         click.option("--top-p", type=float, metavar="P", help="Nucleus sampling threshold "
-                     "(0 = off; default: 0)."),
+                     f"(0 = off; default: {d['top_p']:g})."),
         click.option("--temperature", type=float, metavar="T",
-                     help="Sampling temperature (0 = greedy; default: 1)."),
+                     help=f"Sampling temperature (0 = greedy; default: {d['temperature']:g})."),
         click.option("--format", "format_", type=click.Choice(FORMATS),
                      help="Audio format (default: wav; an --output file name sets its own)."),
         click.option("--normalize", type=click.Choice(NORMALIZE),
-                     help="peak: loudest sample at -1 dBFS (default); rms: -20 dBFS RMS; "
-                          "clip; none."),
+                     help="peak: loudest sample at -1 dBFS; rms: -20 dBFS RMS; clip: cut to "
+                          "[-1, 1]; none: as generated (a .wav/.flac file still clips beyond "
+                          f"[-1, 1], with a note). Default: {d['normalize']}."),
         click.option("--quantize", type=click.Choice(["4", "8"]), metavar="4|8",
                      callback=lambda ctx, param, value: None if value is None else int(value),
                      help="Bits per decoder weight: a smaller, faster model with a small "
@@ -58,9 +70,11 @@ def generation_options(function):
     ])  # fmt: skip
 
 
-def single_track_options(function):
+def single_track_options(function=None, /, **defaults):
     """The generation options plus those of a single track (`generate`, `from-text`, `demo`)."""
-    return _apply(generation_options(function), [
+    if function is None:
+        return lambda function: single_track_options(function, **defaults)
+    return _apply(generation_options(function, **defaults), [
         click.option("--seed", type=click.IntRange(0, 2**63 - 1),
                      help="Random seed; the same seed, prompt and options give the same audio "
                           "(default: random, recorded in the sidecar)."),
@@ -92,22 +106,17 @@ def prompt_options(function):
     ])  # fmt: skip
 
 
-TOOL_DEFAULTS = {name: p.default
-                 for name, p in list(inspect.signature(music_tool).parameters.items())[1:]}
-
-
 def settings(given: dict) -> dict:
-    """The options given on the command line over ``[tools.music]`` over the tool's defaults."""
-    from rag_core.config import get_config
+    """The options given on the command line over ``[tools.music]`` over the tool's defaults.
 
+    Unknown keys in ``[tools.music]`` were refused when the plugins loaded (rag_core checks
+    every ``[tools.NAME]`` against its tool's options)."""
+    from rag_core.config import get_config
+    from rag_core.plugins import get_host
+
+    get_host()
     config = get_config()
     configured = config.tool_options("music")
-    for key in configured:
-        if key not in TOOL_DEFAULTS:
-            raise ConfigError(
-                f"Invalid config in {config.source('tools.music')}: 'tools.music.{key}' is not "
-                f"an option of the music tool (options: {', '.join(TOOL_DEFAULTS)})."
-            )
     try:
         check_quantize(configured.get("quantize"))
     except ValueError as exc:
@@ -129,18 +138,16 @@ def track_options(values: dict) -> dict:
             "stream": values["stream"], "quantize": values["quantize"]}  # fmt: skip
 
 
-def note(message: str) -> None:
-    click.echo(message, err=True)
-
-
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C: one clear line and exit code 130 (the temporary audio file is already gone)."""
+    """Ctrl-C, SIGTERM or SIGHUP: one clear line and exit code 128 + the signal (130 for
+    Ctrl-C); the temporary audio file is already gone."""
     try:
         yield
-    except KeyboardInterrupt:
-        click.echo("Interrupted: generation stopped and no audio file was written.", err=True)
-        raise click.exceptions.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        click.echo(f"{interrupted_by(exc)}: generation stopped and no audio file was written.",
+                   err=True)
+        raise click.exceptions.Exit(exit_code(exc)) from None
 
 
 def generate_and_report(prompt: MusicPrompt, values: dict, as_json: bool) -> dict:
@@ -227,7 +234,7 @@ def from_text_command(file, prompt_from: str | None, llm: str | None, prompt_onl
 @click.option("--smoke", is_flag=True,
               help="Use the untrained smoke checkpoint at once (no download attempt).")
 @prompt_options
-@single_track_options
+@single_track_options(duration=DEFAULT_DURATION)
 def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
                  prompt_from: str | None, llm: str | None, as_json: bool, format_: str | None,
                  **given) -> None:
@@ -237,7 +244,7 @@ def demo_command(question: str | None, store: Path | None, k: int, smoke: bool,
     reached (offline, not cached) it says how to fix that and continues with an untrained
     smoke checkpoint, labelled as such.
     """
-    from musicgen.plugin.demo import DEFAULT_DURATION, DEFAULT_QUESTION, run_demo
+    from musicgen.plugin.demo import DEFAULT_QUESTION, run_demo
 
     if given.get("duration") is None:
         given["duration"] = DEFAULT_DURATION

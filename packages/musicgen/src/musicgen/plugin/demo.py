@@ -46,7 +46,8 @@ def choose_model(model: str, say: Say, *, smoke: bool = False,
         say(f"Using the smoke checkpoint as asked: {NOTICE}")
         return SMOKE_ID
     try:
-        load_music_model(model, say, quantize)  # loads once; the music step then finds it loaded
+        # Loads once; the music step then finds it loaded.
+        load_music_model(model, say, quantize, smoke_hint=False)
         return model
     except ModelUnavailableError as exc:
         say(f"The music model '{model}' cannot be loaded: {exc}")
@@ -54,6 +55,23 @@ def choose_model(model: str, say: Say, *, smoke: bool = False,
             "HF_HOME to a Hugging Face cache that has it), then run the demo again.")  # fmt: skip
         say(f"Continuing with '{SMOKE_ID}', an {NOTICE}")
         return SMOKE_ID
+
+
+def check_music_options(music: dict, smoke: bool) -> None:
+    """The music step's checks, before the demo ingests or loads anything."""
+    from dataclasses import fields
+
+    from musicgen.plugin.outputs import check_free, output_path
+    from musicgen.plugin.preflight import check_track_options
+    from musicgen.plugin.tool import Sampling
+
+    sampling = Sampling(**{f.name: music[f.name] for f in fields(Sampling) if f.name in music})
+    overwrite = music.get("overwrite", False)
+    check_track_options(SMOKE_ID if smoke else music["model"], sampling, music.get("seed"),
+                        normalize=music.get("normalize", "peak"), overwrite=overwrite,
+                        melody=music.get("melody"), continue_from=music.get("continue_from"),
+                        stream=music.get("stream", False), quantize=music.get("quantize"))
+    check_free(output_path(music.get("output"), "", music.get("format")), overwrite)
 
 
 def run_demo(
@@ -81,6 +99,7 @@ def run_demo(
     if music["prompt_from"] not in PROMPT_FROM:
         raise ValueError(f"prompt_from must be one of {', '.join(PROMPT_FROM)}, got "
                          f"{music['prompt_from']!r}.")  # fmt: skip
+    check_music_options(music, smoke)
     store = Path(store).expanduser() if store else demo_store()
     report = ingest_paths([corpus_dir()], store=store, note=say)
     say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")

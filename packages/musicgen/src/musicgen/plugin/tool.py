@@ -1,19 +1,19 @@
 """The `music` tool: text -> music prompt -> audio file + JSON sidecar, through the registry.
 
 ``make_track`` is the one code path behind the tool, `mlx-rag music generate/from-text` and the
-demo. It checks every option and the output path before loading anything, gets the model with
+demo. It checks every option, the output path and what the model's config.json allows
+(musicgen.plugin.preflight) before loading anything, gets the model with
 ``rag_core.get_registry().get(model_id)``, writes the audio to a temporary file in the target
-folder and renames it into place, so an error or Ctrl-C never leaves a partial file behind.
-``track_record`` and ``write_track`` (the record, then the audio and its sidecar) are shared
-with the batch runner (musicgen.plugin.batch.runner).
+folder and renames it into place (musicgen.plugin.outputs), so an error, Ctrl-C or SIGTERM
+never leaves a partial file behind. ``track_record`` and ``write_track`` (the record, then the
+audio and its sidecar) are shared with the batch runner (musicgen.plugin.batch.runner).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
-import re
 import secrets
 import shlex
 import sys
@@ -24,15 +24,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rag_core.errors import PipelineError, RagError
+from rag_core.errors import ModelUnavailableError, PipelineError
 
-from musicgen.errors import AudioError, InvalidArgumentError
+from musicgen.errors import InvalidArgumentError
+from musicgen.plugin.outputs import (
+    check_free,
+    find_sidecar,
+    legacy_sidecar_path,
+    output_path,
+    reserve_output,
+    sidecar_path,
+    write_json,
+)
 from musicgen.plugin.prompt import MusicPrompt, build_prompt
 
 DEFAULT_MODEL = "facebook/musicgen-small"
-FORMATS = ("wav", "flac", "ogg")
 INPUTS = ("auto", "answer", "retrieved", "question")
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: named track.wav.json; prompt_source without a copy of the prompt
 StepCallback = Callable[[float, float], None]  # (done, total): steps, or a progress bar's unit
 Status = Callable[[str], None]
 
@@ -47,111 +55,19 @@ class Sampling:
     top_p: float = 0.0
     temperature: float = 1.0
 
-    def check(self, seed: int | None = None) -> None:
-        """Durations up to what ``MusicGen.generate_tokens`` accepts (long-form, in windows)."""
+    def check(self, seed: int | None = None, frame_rate: float | None = None) -> None:
+        """Durations up to what ``MusicGen.generate_tokens`` accepts (long-form, in windows),
+        and (given the model's ``frame_rate``) at least one frame."""
         from musicgen.generate import check_options
         from musicgen.longform import LONGFORM_MAX_DURATION
 
-        check_options(**asdict(self), seed=seed, max_duration=LONGFORM_MAX_DURATION)
-
-
-class OutputExistsError(RagError):
-    """The output file exists and overwriting was not asked for."""
+        check_options(**asdict(self), seed=seed, frame_rate=frame_rate,
+                      max_duration=LONGFORM_MAX_DURATION)
 
 
 def _seed(seed: int | None) -> int:
     """The seed to use: the given one, or a fresh random one (recorded, so it can be reused)."""
     return secrets.randbits(32) if seed is None else seed
-
-
-def output_path(output: str | os.PathLike | None, prompt: str, format: str | None) -> Path:
-    """The audio file to write.
-
-    ``output`` may be a file (its suffix sets the format), a folder (ending in a separator or
-    existing) or None (the `music` folder in the mlx-rag data dir); in the last two cases the
-    name is made from the time and the prompt.
-    """
-    from rag_core.config import home_dir
-
-    if format is not None and format not in FORMATS:
-        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}.")
-    if output is not None and not str(output).strip():
-        raise InvalidArgumentError("output is empty: give a file name such as track.wav, or "
-                                   "a folder.")  # fmt: skip
-    folder = None
-    if output is None:
-        folder = home_dir() / "music"
-    else:
-        path = Path(output).expanduser()
-        if str(output).endswith(("/", os.sep)) or path.is_dir():
-            folder = path
-        elif path.suffix.lower() in {f".{f}" for f in FORMATS}:
-            suffix = path.suffix.lower()[1:]
-            if format is not None and format != suffix:
-                raise InvalidArgumentError(
-                    f"output '{path.name}' is a .{suffix} file but format is '{format}': "
-                    "change one of the two."
-                )
-            return path
-        else:
-            raise InvalidArgumentError(
-                f"output '{output}' must end in .wav, .flac or .ogg, or be a folder (end it "
-                "with '/' to create one)."
-            )
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    slug = "-".join(re.findall(r"[a-z0-9]+", prompt.lower())[:6])[:48] or "track"
-    path = folder / f"{stamp}-{slug}.{format or 'wav'}"
-    n = 1
-    while path.exists() or sidecar_path(path).exists():  # a made-up name never replaces a file
-        n += 1
-        path = folder / f"{stamp}-{slug}-{n}.{format or 'wav'}"
-    return path
-
-
-def sidecar_path(audio: Path) -> Path:
-    """The JSON sidecar beside an audio file: track.wav -> track.json."""
-    return audio.with_suffix(".json")
-
-
-@contextlib.contextmanager
-def reserve_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary file beside ``path`` (created now, so an unwritable folder fails before any
-    work); removed on exit unless it was renamed to ``path``."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{path} already exists: pass --overwrite (overwrite = true) to replace it, or "
-            "choose another output."
-        )
-    if path.is_dir():
-        raise InvalidArgumentError(f"{path} is a folder; give a file name for the audio.")
-    # Not tempfile.mkstemp: its files are private (0600); this one gets the usual umask mode.
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.open("xb").close()
-    except OSError as exc:
-        blocker = next((p for p in path.parents if p.exists()), None)
-        why = (f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir()
-               else exc.strerror or str(exc))  # fmt: skip
-        raise AudioError(
-            f"Cannot write {path}: {why}. Choose an output in a folder you can write to."
-        ) from None
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise AudioError(f"Cannot write {path}: {exc.strerror or exc}.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_quantize(quantize: Any) -> int | None:
@@ -167,17 +83,21 @@ def check_quantize(quantize: Any) -> int | None:
 
 
 def load_music_model(
-    model_id: str, on_status: Status | None = None, quantize: int | None = None
+    model_id: str, on_status: Status | None = None, quantize: int | None = None, *,
+    smoke_hint: bool = True,
 ) -> tuple[Any, Any]:
-    """(the loaded MusicGen, its registry spec); errors say what to do.
+    """(the loaded MusicGen, the registry spec of the checkpoint it was loaded from); errors
+    say what to do (with ``smoke_hint``, that the smoke checkpoint needs no download).
 
     ``quantize`` (4 or 8) loads it with a quantized decoder, cached in the registry under its
-    own id ("<id>@q4"), apart from the full-precision model.
+    own id ("<id>@q4"), apart from the full-precision model; the spec returned is then the
+    full-precision model's, whose files it was made from.
     """
     from rag_core.plugins import get_registry
     from rag_core.retrieval import get_model
 
-    from musicgen.plugin import quantized_id
+    from musicgen.plugin import quantized_id, weights_spec
+    from musicgen.plugin.smoke import SMOKE_ID
 
     if not isinstance(model_id, str) or not model_id.strip():
         raise InvalidArgumentError("model is empty: give a model id such as "
@@ -187,7 +107,18 @@ def load_music_model(
     spec = get_registry().spec(model_id)
     if on_status is not None and not get_registry().is_loaded(spec.id):
         on_status(f"Loading {model_id} ...")
-    return get_model(model_id, "music"), spec
+    source = weights_spec(spec)
+    try:
+        return get_model(model_id, "music"), source
+    except ModelUnavailableError as exc:
+        if source.id == SMOKE_ID or not smoke_hint:
+            raise
+        error = ModelUnavailableError(
+            f"{exc} To check the pipeline without a download, use the untrained smoke "
+            f"checkpoint: --model {SMOKE_ID} (model = \"{SMOKE_ID}\" in [tools.music]); it "
+            "makes noise, not music.")
+        error.cause = getattr(exc, "cause", exc)
+        raise error from None
 
 
 def make_track(
@@ -215,27 +146,16 @@ def make_track(
     or RMS normalization needs the whole track). ``quantize``: 4 or 8 bits per decoder
     weight (see ``load_music_model``). See docs/musicgen-features.md.
     """
-    from musicgen.audio import NORMALIZE_MODES
+    from musicgen.plugin.preflight import check_track_options
     from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
 
     start = time.perf_counter()
     status = on_status or (lambda message: None)
     sampling = sampling or Sampling()
     seed = _seed(seed)
-    sampling.check(seed)
-    if normalize not in NORMALIZE_MODES:
-        raise InvalidArgumentError(
-            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}."
-        )
-    if not isinstance(overwrite, bool):
-        raise InvalidArgumentError(f"overwrite must be true or false, got {overwrite!r}.")
-    for name, audio_file in (("melody", melody), ("continue_from", continue_from)):
-        if audio_file is not None and not Path(audio_file).expanduser().is_file():
-            raise AudioError(f"{name}: {audio_file} is not an audio file; give a wav, flac or "
-                             "ogg file that exists.")  # fmt: skip
-    if not isinstance(stream, bool):
-        raise InvalidArgumentError(f"stream must be true or false, got {stream!r}.")
-    check_quantize(quantize)
+    check_track_options(model, sampling, seed, normalize=normalize, overwrite=overwrite,
+                        melody=melody, continue_from=continue_from, stream=stream,
+                        quantize=quantize)  # fmt: skip
     path = output_path(output, prompt.text, format)
     if stream:
         if path.suffix.lower() not in (".wav", ".flac"):
@@ -246,6 +166,7 @@ def make_track(
         untrained = is_smoke_checkpoint(spec.location)
         if untrained:
             status(f"Note: '{model}' is an {NOTICE}")
+        prompt = with_cut_note(prompt, music.tokenizer, status)
         loaded = time.perf_counter()
         status(f"Generating {sampling.duration:g} s with {model} (seed {seed}) ...")
         audio_prompt = None if continue_from is None else music.encode_audio(continue_from)
@@ -258,7 +179,7 @@ def make_track(
 
             status(f"Streaming to {tmp} (renamed to {path.name} when done) ...")
             chunks = decode_stream(music, frame_chunks(steps, CHUNK_FRAMES, audio_prompt))
-            write_stream(tmp, chunks, music.sample_rate)
+            write_stream(tmp, chunks, music.sample_rate, format=path.suffix)
             generated = decoded = time.perf_counter()
             import soundfile
 
@@ -276,6 +197,9 @@ def make_track(
             audio = music.decode(codes)[0]
             decoded = time.perf_counter()
             channels, samples = audio.shape
+            clipping = clipping_note(audio, normalize, path.suffix)
+            if clipping:
+                status(f"Note: {clipping}")
         parameters = {**asdict(sampling), "normalize": normalize}
         for key, audio_file in (("melody", melody), ("continue_from", continue_from)):
             if audio_file is not None:
@@ -298,6 +222,36 @@ def make_track(
     return {key: written[key] for key in record}
 
 
+def with_cut_note(prompt: MusicPrompt, tokenizer: Any, status: Status | None = None
+                  ) -> MusicPrompt:
+    """``prompt``, with a note when it is longer than the text encoder reads (where it was
+    cut; the note also goes to ``status``)."""
+    cut = tokenizer.cut_point(prompt.text)
+    if cut is None:
+        return prompt
+    tail = " ".join(prompt.text[:cut].split()[-6:])
+    note = (f"The prompt is longer than the text encoder reads ({tokenizer.max_length} "
+            f"tokens): it was cut after character {cut} of {len(prompt.text)}, at "
+            f"'...{tail}'; the rest was not used.")  # fmt: skip
+    if status is not None:
+        status(f"Note: {note}")
+    return dataclasses.replace(prompt, notes=[*prompt.notes, note])
+
+
+def clipping_note(audio: Any, normalize: str, suffix: str) -> str | None:
+    """What ``normalize`` "none" costs: samples beyond [-1, 1] that a 16-bit .wav/.flac file
+    clips (.ogg keeps them); None when nothing is clipped."""
+    import numpy as np
+
+    if normalize != "none" or suffix.lower() not in (".wav", ".flac"):
+        return None
+    clipped = int(np.sum(np.abs(np.asarray(audio)) > 1.0))
+    if not clipped:
+        return None
+    return (f"--normalize none: {clipped} samples lie beyond [-1, 1] and were clipped to fit the "
+            f"16-bit {suffix.lower()} file; --normalize peak scales the track to fit instead.")
+
+
 def track_record(
     path: Path,
     prompt: MusicPrompt,
@@ -312,7 +266,7 @@ def track_record(
     samples: int,
 ) -> dict:
     """The result record of a track written to ``path`` (the sidecar's content, but the
-    timings and what ``sidecar`` adds)."""
+    timings and what ``sidecar`` adds). The prompt is stored once, in ``prompt``."""
     from musicgen.plugin import split_quantized
     from musicgen.plugin.smoke import NOTICE
 
@@ -325,7 +279,7 @@ def track_record(
         "sidecar": str(sidecar_path(path).resolve()),
         "format": path.suffix[1:].lower(),
         "prompt": prompt.text,
-        "prompt_source": prompt.to_dict(),
+        "prompt_source": {k: v for k, v in prompt.to_dict().items() if k != "text"},
         "model": model,
         "model_source": model_source,
         "untrained": untrained,
@@ -355,6 +309,7 @@ def write_track(
 
     The audio goes through a temporary file renamed into place (``tmp``: one already reserved
     with ``reserve_output``; ``audio=None``: ``tmp`` already holds it, as after streaming).
+    An older sidecar of the same track (``track.json``) is removed once the new one is written.
     ``record["timings"]`` gets ``write_s``, and ``total_s`` since ``started``.
     """
     from musicgen.audio import save_audio
@@ -362,10 +317,10 @@ def write_track(
     begin = time.perf_counter()
     with contextlib.nullcontext(tmp) if tmp is not None else reserve_output(path, overwrite) as tmp:
         if audio is not None:
-            save_audio(tmp, audio, record["sample_rate"], normalize=normalize)
-        if path.exists() and not overwrite:  # appeared while we were generating
-            raise OutputExistsError(f"{path} appeared while generating; nothing was replaced. "
-                                    "Pass --overwrite to replace it.")  # fmt: skip
+            save_audio(tmp, audio, record["sample_rate"], normalize=normalize,
+                       format=path.suffix)
+        check_free(path, overwrite, when="appeared while generating")
+        legacy = find_sidecar(path) if overwrite else None
         os.replace(tmp, path)
     done = time.perf_counter()
     timings = {**record.get("timings", {}), "write_s": round(done - begin, 3)}
@@ -373,6 +328,8 @@ def write_track(
         timings["total_s"] = round(done - started, 3)
     data = sidecar({**record, "timings": timings})
     write_json(sidecar_path(path), data)
+    if legacy is not None and legacy == legacy_sidecar_path(path):  # it described the old audio
+        legacy.unlink(missing_ok=True)
     return data
 
 
@@ -517,11 +474,14 @@ def progress_bar(
     """A callback ``(done, total)`` that drives a tqdm bar on stderr, counting ``unit``s
     (generation steps by default).
 
-    ``enabled=None`` shows it only on a terminal. The bar starts at the first report, when the
-    total is known, and starts again if the total changes.
+    ``enabled=None`` shows it only on a terminal, and not with ``mlx-rag --quiet``. The bar
+    starts at the first report, when the total is known, and starts again if the total changes.
     """
+    from rag_core.cli.output import is_quiet
     from tqdm import tqdm
 
+    if enabled is None and is_quiet():
+        enabled = False
     bar = None
 
     def on_step(done: int, total: int) -> None:

@@ -1,12 +1,15 @@
 """The ``mlx-rag`` command line: core commands, retrieval commands and plugins' commands.
 
 Commands stay thin and raise RagError (or ValueError) for bad input; the group turns those into
-``Error: ...`` on stderr with exit code 1, Ctrl-C into ``Aborted.`` with 130, never a traceback.
+``Error: ...`` on stderr with exit code 1, never a traceback. Ctrl-C, SIGTERM and SIGHUP all
+raise KeyboardInterrupt in every command (rag_core.cli.signals): a command may report what it
+was doing; otherwise the group prints ``Aborted.``; the exit code is 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +17,8 @@ from typing import Any
 import click
 
 from rag_core import __version__
+from rag_core.cli.output import QUIET_KEY
+from rag_core.cli.signals import exit_code, signal_number, terminate_as_interrupt
 from rag_core.config import load_config, set_config
 from rag_core.errors import RagError
 from rag_core.plugins import env_flag, get_host, reset
@@ -36,9 +41,11 @@ def user_errors() -> Iterator[None]:
         yield
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
-    except KeyboardInterrupt:
-        click.echo("Aborted.", err=True)
-        raise click.exceptions.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        signum = signal_number(exc)
+        click.echo("Aborted." if signum == signal.SIGINT else
+                   f"Aborted: {signal.Signals(signum).name} received.", err=True)
+        raise click.exceptions.Exit(exit_code(exc)) from None
     except RagError as exc:
         if env_flag(DEBUG_ENV):
             raise
@@ -59,7 +66,8 @@ class RagGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         reset()  # each invocation sees the current environment and files
-        return super().main(*args, **kwargs)
+        with terminate_as_interrupt():
+            return super().main(*args, **kwargs)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with user_errors():
@@ -94,6 +102,25 @@ class RagGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return self.commands.get(name) or self.plugin_commands().get(name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """As click's, but an unknown command that a disabled plugin adds says so and how to
+        enable the plugin."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            name = args[0] if args else ""
+            owner = None if name.startswith("-") else get_host().disabled_command_owner(name)
+            if owner is None:
+                raise
+            raise click.UsageError(f"No such command '{name}': plugin '{owner.name}' adds it, "
+                                   f"and that plugin is {owner.error}.", ctx) from None
+
+
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[QUIET_KEY] = True
+    return value
+
 
 def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None:
@@ -107,6 +134,9 @@ def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -
               callback=_use_config,
               help="Config file (default: $MLX_RAG_CONFIG, ./mlx-rag.toml, then the user "
                    "config dir).")
+@click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_set_quiet,
+              help="No notes or progress bars on stderr (results, warnings and errors stay; "
+                   "MLX_RAG_QUIET=1 does the same).")
 @click.version_option(__version__, prog_name="mlx-rag")
 def cli() -> None:
     """Retrieval-augmented generation on MLX, extended by plugins (e.g. music generation)."""

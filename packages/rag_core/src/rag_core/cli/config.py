@@ -12,6 +12,7 @@ import click
 
 from rag_core.cli.output import echo_json
 from rag_core.config import get_config, home_dir
+from rag_core.plugins import get_host
 
 
 @click.group("config")
@@ -24,6 +25,7 @@ def config_group() -> None:
 def show(as_json: bool) -> None:
     """Print the effective config as TOML, each value marked with the file it came from."""
     config = get_config()
+    get_host()  # loads the plugins and checks [tools.NAME] against the tools they registered
     env = {k: os.environ[k] for k in ("MLX_RAG_HOME", "MLX_RAG_LOAD_PLUGINS") if k in os.environ}
     if as_json:
         echo_json({

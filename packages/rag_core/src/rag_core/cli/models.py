@@ -112,12 +112,13 @@ def pull(model_id: str) -> None:
 def _pull_failure(location: str, exc: ModelUnavailableError) -> str:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    if isinstance(exc.__cause__, (GatedRepoError, RepositoryNotFoundError)) or not exc.__cause__:
+    original = getattr(exc, "cause", None) or exc.__cause__  # resolve_model_path keeps it
+    if isinstance(original, (GatedRepoError, RepositoryNotFoundError)) or not original:
         return str(exc)
     if env_flag("HF_HUB_OFFLINE"):
         return (f"Cannot pull '{location}': HF_HUB_OFFLINE is set, so nothing can be downloaded."
                 " Unset it and retry.")
-    cause = " ".join(f"{type(exc.__cause__).__name__}: {exc.__cause__}".split())[:300]
+    cause = " ".join(f"{type(original).__name__}: {original}".split())[:300]
     return (f"Cannot pull '{location}': the Hugging Face Hub could not be reached ({cause}). "
             "Check the network connection (and HF_ENDPOINT or proxy settings), then retry.")
 

@@ -1,4 +1,9 @@
-"""Small output helpers shared by the CLI commands: JSON and aligned tables."""
+"""Small output helpers shared by the CLI commands: notes, JSON and aligned tables.
+
+Results go to stdout; notes (status lines, hints that repeat on every run) go to stderr, and
+``mlx-rag --quiet`` (or ``MLX_RAG_QUIET=1``) silences them and the progress bars. Warnings
+and errors are never silenced.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,25 @@ import json
 from typing import Any
 
 import click
+
+QUIET_ENV = "MLX_RAG_QUIET"
+QUIET_KEY = "mlx_rag.quiet"  # in the root click context's meta
+
+
+def is_quiet() -> bool:
+    """Whether notes and progress bars are off: ``mlx-rag --quiet`` or ``MLX_RAG_QUIET=1``."""
+    from rag_core.plugins import env_flag
+
+    if env_flag(QUIET_ENV):
+        return True
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().meta.get(QUIET_KEY))
+
+
+def note(message: str) -> None:
+    """A note on stderr, unless quiet."""
+    if not is_quiet():
+        click.echo(message, err=True)
 
 
 def echo_json(data: Any) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from rag_core.answer import Sampling, answer, citations
+from rag_core.cli import output
 from rag_core.cli.output import echo_json
+from rag_core.cli.signals import exit_code, interrupted_by
 from rag_core.errors import ModelUnavailableError, RagError
 from rag_core.retrieval import get_llm, ingest_paths, retrieve
 from rag_core.search import MODES
@@ -20,7 +22,7 @@ STORE_OPTION = click.option(
 
 
 def note(message: str) -> None:
-    click.echo(f"Note: {message}", err=True)
+    output.note(f"Note: {message}")
 
 
 def display_path(path: str) -> str:
@@ -47,8 +49,21 @@ def ingest_command(paths: tuple[Path, ...], store: Path | None, prune: bool, no_
 
     Unchanged files are skipped, changed ones replaced; re-running never duplicates chunks.
     """
-    report = ingest_paths(paths, store=store, prune=prune, embed=not no_embed, note=note,
-                          progress=True)
+    done: dict[str, int] = {}  # outcome -> files, as each file's outcome is final
+
+    def count(path: str, outcome: str) -> None:
+        kind = outcome.split(":")[0]  # "skipped: why" counts as skipped
+        done[kind] = done.get(kind, 0) + 1
+
+    try:
+        report = ingest_paths(paths, store=store, prune=prune, embed=not no_embed, note=note,
+                              progress=not output.is_quiet(), on_file=count)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
+        finished = ", ".join(f"{n} {outcome}" for outcome, n in done.items()) or "none"
+        click.echo(f"{interrupted_by(exc)}: files finished before the stop: {finished}; "
+                   "the store holds whole documents only. Run the same command again to "
+                   "ingest the rest: unchanged files are skipped.", err=True)
+        raise click.exceptions.Exit(exit_code(exc)) from None
     for path, reason in report.skipped:
         click.echo(f"Warning: skipped {display_path(path)}: {reason}", err=True)
     for path in report.pruned:

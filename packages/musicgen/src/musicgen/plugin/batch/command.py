@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import click
+from rag_core.cli.signals import exit_code, interrupted_by
 
 from musicgen.plugin import quantized_id
 from musicgen.plugin.batch.jobs import Options
 from musicgen.plugin.batch.plan import Agreement
-from musicgen.plugin.batch.runner import Settings, Summary, run_batch
+from musicgen.plugin.batch.runner import BatchRun, Settings, Summary
 from musicgen.plugin.cli import generation_options, prompt_options, settings
 from musicgen.plugin.tool import check_quantize, progress_bar
 
@@ -27,10 +28,12 @@ AUDIO_SECONDS_BAR = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of
 
 
 def note(message: str) -> None:
-    """A line on stderr that does not break the progress bar."""
+    """A line on stderr that does not break the progress bar (none with `mlx-rag --quiet`)."""
+    from rag_core.cli.output import is_quiet
     from tqdm import tqdm
 
-    tqdm.write(message, file=sys.stderr)
+    if not is_quiet():
+        tqdm.write(message, file=sys.stderr)
 
 
 def describe(summary: Summary) -> list[str]:
@@ -42,6 +45,9 @@ def describe(summary: Summary) -> list[str]:
         f"{summary.seconds:.1f} s on {summary.size} process{'es' if summary.size > 1 else ''}; "
         f"{summary.audio_seconds:.1f} s of audio ({rate:.2f} s of audio per second)."
     ]
+    if summary.untrained:
+        lines.append(f"{summary.untrained} of these tracks come from the UNTRAINED smoke "
+                     "checkpoint (random weights): noise, not music.")
     if summary.manifest:
         lines.append(f"Manifest: {summary.manifest}")
     if summary.bad:
@@ -92,7 +98,17 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
     agreement = Agreement()
     label = f"rank {agreement.rank}" if agreement.size > 1 else "batch"
     with progress_bar(label, progress, unit="s", bar_format=AUDIO_SECONDS_BAR) as on_progress:
-        summary = run_batch(run, agreement, log=note, on_progress=on_progress)
+        runner = BatchRun(run, agreement, log=note, on_progress=on_progress)
+        try:
+            summary = runner.run()
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            interrupted = runner.interrupted(interrupted_by(exc))
+            code = exit_code(exc)
+        else:
+            interrupted = None
+    if interrupted is not None:  # after the bar is gone
+        click.echo(interrupted, err=True)
+        raise click.exceptions.Exit(code)
     if summary.rank == 0:
         if as_json:
             click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

@@ -20,7 +20,8 @@ from typing import Any
 
 from musicgen.audio import NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
-from musicgen.plugin.tool import DEFAULT_MODEL, FORMATS, Sampling
+from musicgen.plugin.outputs import FORMATS
+from musicgen.plugin.tool import DEFAULT_MODEL, Sampling
 
 INPUT_FIELDS = ("prompt", "text", "query")
 OPTION_FIELDS = ("duration", "seed", "guidance_scale", "top_k", "top_p", "temperature", "model",
@@ -93,7 +94,8 @@ class Job:
 
     @property
     def sidecar_name(self) -> str:
-        return f"{self.id}.json"
+        """``ID.FORMAT.json`` (earlier versions wrote ``ID.json``, which is still read)."""
+        return f"{self.audio_name}.json"
 
     def parameters(self) -> dict[str, Any]:
         """Everything that determines the job's output, as stored in its sidecar."""
@@ -194,12 +196,14 @@ def _job_id(value: Any, line: int) -> str:
 
 def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
               strict: bool = False,
-              check_model: Callable[[str], None] | None = None) -> JobList:
+              check_model: Callable[[str], None] | None = None,
+              check_job: Callable[[Job], None] | None = None) -> JobList:
     """Read and check every line of a JSONL jobs file (blank lines are ignored).
 
     Bad lines are collected with their line numbers; with ``strict`` any bad line raises
     JobsError listing all of them, before any work is done. ``check_model(id)`` raises
-    ValueError for a model that cannot be used; it is called once per model.
+    ValueError for a model that cannot be used; it is called once per model. ``check_job``
+    raises InvalidArgumentError for a job its model cannot make (after ``check_model``).
     """
     path = Path(path)
     defaults = (defaults or Options()).check()
@@ -223,6 +227,8 @@ def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
                     models[job.options.model] = _model_problem(check_model, job.options.model)
                 if models[job.options.model]:
                     raise InvalidArgumentError(models[job.options.model])
+            if check_job is not None:
+                check_job(job)
         except InvalidArgumentError as exc:
             bad.append(BadLine(number, str(exc)))
             continue
