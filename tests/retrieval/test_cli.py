@@ -120,8 +120,9 @@ def test_bad_input_exits_non_zero_with_a_message(store, tmp_path):
 
     store.write_bytes(b"garbage" * 1000)
     for args in (["search", "words"], ["ingest", tmp_path / "good.txt"], ["ask", "words"]):
-        corrupt = run(*args, ok=False)
-        assert "corrupt or not a store" in corrupt.stderr
+        not_a_store = run(*args, ok=False)
+        assert "is not an SQLite database, so not an mlx-rag store" in not_a_store.stderr
+        assert "corrupt" not in not_a_store.stderr
     assert store.read_bytes() == b"garbage" * 1000
 
 

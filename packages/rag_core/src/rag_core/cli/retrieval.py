@@ -1,4 +1,5 @@
-"""`mlx-rag ingest`, `search` and `ask`: thin wrappers over rag_core.retrieval."""
+"""`mlx-rag ingest`, `search` and `ask` (and the `store` group): thin wrappers over
+rag_core.retrieval."""
 
 from __future__ import annotations
 
@@ -148,6 +149,8 @@ def _snippet(text: str, limit: int = 300) -> str:
 
 
 def add_commands(cli: click.Group) -> None:
-    """Attach the retrieval commands to the root CLI group."""
-    for command in (ingest_command, search_command, ask_command):
+    """Attach the retrieval commands and the `store` group to the root CLI group."""
+    from rag_core.cli.store import store_group
+
+    for command in (ingest_command, search_command, ask_command, store_group):
         cli.add_command(command)
