@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from rag_core.answer import Sampling, answer, citations
+from rag_core.answer import MAX_SEED, Sampling, answer, citations
 from rag_core.cli.output import echo_json
 from rag_core.errors import ModelUnavailableError, RagError
 from rag_core.retrieval import get_llm, ingest_paths, retrieve
-from rag_core.search import MODES
+from rag_core.search import MAX_K, MODES
 
 STORE_OPTION = click.option(
     "--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -65,7 +65,7 @@ def ingest_command(paths: tuple[Path, ...], store: Path | None, prune: bool, no_
 
 @click.command("search")
 @click.argument("query")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1),
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many results.")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: hybrid when the store has vectors and their model loads, else bm25.")
@@ -87,7 +87,7 @@ def search_command(query: str, k: int, mode: str, store: Path | None, as_json: b
 
 @click.command("ask")
 @click.argument("question")
-@click.option("-k", "k", default=4, show_default=True, type=click.IntRange(min=1),
+@click.option("-k", "k", default=4, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many passages to retrieve.")
 @click.option("--no-llm", is_flag=True, help="Print the retrieved passages only.")
 @click.option("--model", metavar="ID",
@@ -98,7 +98,7 @@ def search_command(query: str, k: int, mode: str, store: Path | None, as_json: b
 @click.option("--top-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--min-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--seed", type=int, help="Random seed for sampling.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed for sampling.")
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON when done (no streaming).")
 def ask_command(question: str, k: int, no_llm: bool, model: str | None, max_tokens: int,
