@@ -1,7 +1,7 @@
 """Ingest, retrieve and answer with the configured store and models.
 
-The one code path behind `mlx-rag ingest/search/ask`, the `retrieve` and `answer` tools and
-the Python API. Models come from the shared registry: `[embedding] model` (kind "embedding")
+The one code path behind `mlx-rag ingest/search/ask/store`, the `retrieve` and `answer` tools
+and the Python API. Models come from the shared registry: `[embedding] model` (kind "embedding")
 and `[llm] model` (kind "llm"); the store is `[store] path`.
 """
 
