@@ -180,7 +180,7 @@ def test_fifos_are_skipped_with_a_warning_not_read(store, tmp_path):
     os.mkfifo(docs / "inbox.md")  # found by walking the folder
     os.mkfifo(tmp_path / "named.txt")  # named explicitly
     process = subprocess.run(
-        [sys.executable, "-c", CLI, "ingest", str(docs), str(tmp_path / "named.txt")],
+        [sys.executable, "-c", CLI, "ingest", str(docs), str(tmp_path / "named.txt"), "--no-embed"],
         capture_output=True, text=True, timeout=120,
     )
     assert process.returncode == 0, process.stderr
