@@ -73,6 +73,22 @@ def test_sampling_options_reach_make_sampler(ingested, tiny_llm, monkeypatch):
     assert run("ask", "topic0?", "--top-p", "2", ok=False).exit_code == 2
 
 
+def test_top_k_past_the_vocabulary_keeps_every_token(ingested, tiny_llm):
+    ingested(tiny_llm)  # mlx-lm refuses top_k >= vocabulary size (and overflows on huge ones)
+    args = ["ask", "topic0?", "--max-tokens", "4", "--temp", "1", "--seed", "3", "--json"]
+    unfiltered = json.loads(run(*args).stdout)["answer"]
+    for top_k in ("5000", "99999999999999999999"):
+        assert json.loads(run(*args, "--top-k", top_k).stdout)["answer"] == unfiltered
+
+
+def test_pipeline_integers_out_of_range_are_clear_errors(ingested, citing_llm):
+    ingested(citing_llm)
+    with pytest.raises(PipelineError, match="k must be between 1 and 10000, got 1000000"):
+        rag_core.run_pipeline([{"tool": "retrieve", "k": 10**20}], "topic1?")
+    with pytest.raises(PipelineError, match=r"seed must be in \[0, 2\*\*64 - 1\]"):
+        rag_core.run_pipeline([{"tool": "retrieve"}, {"tool": "answer", "seed": -1}], "q?")
+
+
 def test_pipeline_retrieve_then_answer(ingested, citing_llm):
     ingested(citing_llm)
     state = rag_core.run_pipeline(

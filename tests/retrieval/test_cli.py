@@ -120,9 +120,23 @@ def test_bad_input_exits_non_zero_with_a_message(store, tmp_path):
 
     store.write_bytes(b"garbage" * 1000)
     for args in (["search", "words"], ["ingest", tmp_path / "good.txt"], ["ask", "words"]):
-        corrupt = run(*args, ok=False)
-        assert "corrupt or not a store" in corrupt.stderr
+        not_a_store = run(*args, ok=False)
+        assert "is not an SQLite database, so not an mlx-rag store" in not_a_store.stderr
+        assert "corrupt" not in not_a_store.stderr
     assert store.read_bytes() == b"garbage" * 1000
+
+
+def test_integers_out_of_range_are_usage_errors(store, tmp_path):
+    (tmp_path / "a.txt").write_text("words about harbours")
+    run("ingest", tmp_path / "a.txt")
+    huge = "99999999999999999999"  # past SQLite's 64-bit integers
+    for args in (["search", "harbours", "-k", huge], ["search", "harbours", "-k", "10001"],
+                 ["ask", "harbours?", "-k", huge], ["ask", "harbours?", "--seed", huge],
+                 ["ask", "harbours?", "--seed", "-1"]):
+        result = run(*args, ok=False)
+        assert result.exit_code == 2 and "is not in the range" in result.stderr, args
+        assert "OverflowError" not in result.output and "bug" not in result.output
+    assert json.loads(run("search", "harbours", "-k", "10000", "--json").stdout)["results"]
 
 
 def test_add_commands_on_a_bare_group(store, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from rag_core.retrieval import ingest_paths, retrieve
 from rag_core.store import Store
 
 from tests.core.fakes import FakePlugins
+from tests.retrieval.test_store_access import CLI
 
 
 def write_docs(folder: Path, n: int = 3) -> list[Path]:
@@ -166,3 +170,22 @@ def test_plugin_loaders_handle_their_suffixes(configure, tmp_path, monkeypatch):
     assert [Path(p).name for p in report.added] == ["a.rev"]
     assert report.skipped == [(str((docs / "b.rev").resolve()), "not a valid .rev file")]
     assert store_rows(tmp_path / "store.sqlite3")["texts"] == ["written backwards"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_fifos_are_skipped_with_a_warning_not_read(store, tmp_path):
+    """Reading a FIFO blocks until something writes to it: ingest must never try."""
+    docs = tmp_path / "docs"
+    write_docs(docs, n=1)
+    os.mkfifo(docs / "inbox.md")  # found by walking the folder
+    os.mkfifo(tmp_path / "named.txt")  # named explicitly
+    process = subprocess.run(
+        [sys.executable, "-c", CLI, "ingest", str(docs), str(tmp_path / "named.txt"), "--no-embed"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "1 added" in process.stdout and "2 skipped" in process.stdout
+    for name in ("inbox.md", "named.txt"):
+        assert f"Warning: skipped {tmp_path}" in process.stderr
+        assert f"{name}: not a regular file (a FIFO)" in process.stderr
+    assert [Path(p).name for p in store_rows(store)["docs"]] == ["doc0.md"]

@@ -22,12 +22,12 @@ def db(tmp_path):
         yield store
 
 
-def test_corrupt_file_is_an_error_and_left_untouched(tmp_path):
+def test_a_file_that_is_not_a_database_is_an_error_and_left_untouched(tmp_path):
     path = tmp_path / "store.sqlite3"
     garbage = b"this is not a database\n" * 100
     path.write_bytes(garbage)
     for create in (False, True):
-        with pytest.raises(StoreError, match="corrupt or not a store"):
+        with pytest.raises(StoreError, match="not an SQLite database, so not an mlx-rag store"):
             Store(path, create=create)
     assert path.read_bytes() == garbage  # never recreated or overwritten
 

@@ -24,10 +24,14 @@ LLM_ALLOW_PATTERNS = [
 ]  # fmt: skip
 
 
+MAX_SEED = 2**64 - 1  # MLX seeds are unsigned 64-bit integers
+
+
 @dataclass
 class Sampling:
-    """Generation settings: mlx-lm's `make_sampler` (temp 0 is greedy) and
-    `make_logits_processors` (penalties and logit_bias; None leaves one out)."""
+    """Generation settings: mlx-lm's `make_sampler` (temp 0 is greedy; top_k 0, or at least
+    the vocabulary size, keeps every token) and `make_logits_processors` (penalties and
+    logit_bias; None leaves one out)."""
 
     max_tokens: int = 512
     temp: float = 0.0
@@ -63,13 +67,27 @@ class Sampling:
                 self.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
             except (TypeError, ValueError):
                 problems.append("logit_bias must map token ids to numbers")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be in [0, 2**64 - 1] (got {self.seed})")
         if problems:
             raise ValueError("Bad sampling options: " + "; ".join(problems) + ".")
 
     def sampler(self):
+        """mlx-lm's sampler for these settings. mlx-lm refuses a top_k of the vocabulary size
+        or more, which keeps every token anyway: it is applied as 0 (no top-k) then."""
         from mlx_lm.sample_utils import make_sampler
 
-        return make_sampler(temp=self.temp, top_p=self.top_p, min_p=self.min_p, top_k=self.top_k)
+        samplers = {}
+
+        def sample(logprobs):
+            top_k = self.top_k if self.top_k < logprobs.shape[-1] else 0
+            if top_k not in samplers:
+                samplers[top_k] = make_sampler(
+                    temp=self.temp, top_p=self.top_p, min_p=self.min_p, top_k=top_k
+                )
+            return samplers[top_k](logprobs)
+
+        return sample
 
     def logits_processors(self) -> list:
         """mlx-lm logits processors for the penalties and bias that are set (often none)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rag_core.chunking import Chunker, TextChunk
 from rag_core.errors import RagError
-from rag_core.loaders import Loaders
+from rag_core.loaders import Loaders, read_bytes
 from rag_core.store import Store
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ def make_chunker(
 def discover(paths: Iterable[str | Path], loaders: Loaders) -> list[Path]:
     """The files to ingest: named files as given, folders walked for known suffixes.
 
-    Hidden files and folders are left out. RagError names any path that does not exist.
+    Hidden files and folders are left out; files that are not regular (FIFOs, sockets) are
+    kept, for ingest to skip with a warning. RagError names any path that does not exist.
     """
     paths = [Path(p).expanduser() for p in paths]
     missing = [str(p) for p in paths if not p.exists()]
@@ -78,7 +79,8 @@ def discover(paths: Iterable[str | Path], loaders: Loaders) -> list[Path]:
         if path.is_dir():
             for file in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
-                if file.is_file() and not hidden and loaders.handles(file):
+                # Not only regular files: a FIFO or socket gets a warning, not silence.
+                if not hidden and file.exists() and not file.is_dir() and loaders.handles(file):
                     files[file.resolve()] = None
         else:
             files[path.resolve()] = None
@@ -163,9 +165,12 @@ def ingest_files(
         for file in files:
             path = str(file)
             try:
-                data = file.read_bytes()
+                data = read_bytes(file)
             except OSError as exc:
                 skip(path, exc.strerror or str(exc))
+                continue
+            except ValueError as exc:  # not a regular file: reading a FIFO would never end
+                skip(path, str(exc))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             old = known.get(path)

@@ -1,22 +1,51 @@
 """Document loaders: file -> text, chosen by suffix; plugins add more via `register_loaders`.
 
 A loader raises ValueError for a file it cannot read (binary, undecodable); ingest skips such
-files with a warning naming them.
+files with a warning naming them, and so it does for files that are not regular (a FIFO, a
+socket, a device), which it never reads.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
 Loader = Callable[[Path], str]
+FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder",
+}  # fmt: skip
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a regular file; ValueError for anything else (a FIFO, a socket, a device),
+    whose reading may never end. OSError when it cannot be read."""
+    path = Path(path)
+    irregular = _irregular(path.stat().st_mode)  # sockets cannot even be opened
+    if irregular:
+        raise ValueError(irregular)
+    # O_NONBLOCK: were it swapped for a FIFO since, opening it still returns at once.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        irregular = _irregular(os.fstat(file.fileno()).st_mode)
+        if irregular:
+            raise ValueError(irregular)
+        return file.read()
+
+
+def _irregular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')})"
 
 
 def read_text(path: Path) -> str:
     """UTF-8 text (a BOM is dropped); ValueError for binary or undecodable files."""
-    data = Path(path).read_bytes()
+    data = read_bytes(path)
     if b"\x00" in data[:8192]:
         raise ValueError("binary file (contains NUL bytes)")
     try:

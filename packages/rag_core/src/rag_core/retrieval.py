@@ -1,22 +1,23 @@
 """Ingest, retrieve and answer with the configured store and models.
 
-The one code path behind `mlx-rag ingest/search/ask`, the `retrieve` and `answer` tools and
-the Python API. Models come from the shared registry: `[embedding] model` (kind "embedding")
+The one code path behind `mlx-rag ingest/search/ask/store`, the `retrieve` and `answer` tools
+and the Python API. Models come from the shared registry: `[embedding] model` (kind "embedding")
 and `[llm] model` (kind "llm"); the store is `[store] path`.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rag_core.answer import LanguageModel
 from rag_core.config import Config, get_config
-from rag_core.errors import ModelNotFoundError, ModelUnavailableError, RagError
+from rag_core.errors import ModelNotFoundError, ModelUnavailableError, RagError, StoreError
 from rag_core.ingest import IngestReport, discover, ingest_files
 from rag_core.loaders import Loaders
 from rag_core.search import SearchResponse, search
-from rag_core.store import Store
+from rag_core.store import Document, Store
 
 Note = Callable[[str], None]
 
@@ -24,6 +25,45 @@ Note = Callable[[str], None]
 def store_path(path: str | Path | None = None, config: Config | None = None) -> Path:
     """`path` if given, else `[store] path` from the config."""
     return Path(path).expanduser() if path else (config or get_config()).store_path
+
+
+def open_store(
+    store: str | Path | None = None, config: Config | None = None, *, writable: bool = False
+) -> Store:
+    """The existing store (`store`, else `[store] path`), opened read-only: what search, ask,
+    pipelines and servers use; it also works on a read-only medium. `writable=True` opens it
+    for writing. StoreError says what is wrong (missing, busy, unreadable, not a store, ...)."""
+    return Store(store_path(store, config), writable=writable)
+
+
+def remove_documents(
+    names: Iterable[str | Path], *, store: str | Path | None = None, config: Config | None = None
+) -> list[Document]:
+    """Remove the documents stored for each name (a file, or the files below a folder), with
+    their chunks, index entries and vectors, in one transaction. If a name matches no
+    document, StoreError names it (with near matches) and nothing is removed."""
+    names = list(names)
+    if not names:
+        raise RagError("Nothing to remove: give one or more document paths "
+                       "(`mlx-rag store list` shows them).")
+    with open_store(store, config, writable=True) as db, db.transaction():
+        removed: dict[str, Document] = {}
+        for name in names:
+            found = db.find_documents(name)
+            if not found:
+                raise StoreError(_unknown_document(name, list(db.documents()), db.path))
+            removed.update((d.path, d) for d in found)
+        for path in removed:
+            db.delete_document(path)
+    return list(removed.values())
+
+
+def _unknown_document(name: str | Path, stored: list[str], path: Path) -> str:
+    by_name = {Path(p).name: p for p in stored}
+    close = difflib.get_close_matches(Path(name).name, list(by_name), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(by_name[c] for c in close)}?" if close else ""
+    return (f"The store {path} holds no document {str(name)!r} (nor any below it).{hint} "
+            "`mlx-rag store list` shows what it holds.")
 
 
 def get_model(model_id: str, kind: str):
@@ -96,7 +136,7 @@ def retrieve(
     """
     config = config or get_config()
     unavailable: list[str] = []  # why the embedding model could not be loaded
-    with Store(store_path(store, config)) as db:
+    with open_store(store, config) as db:
         embedder = None
         stored_model = db.embedding_model if mode != "bm25" else None
         if stored_model:

@@ -13,6 +13,7 @@ from rag_core.errors import StoreError
 from rag_core.store import Store
 
 MODES = ("auto", "hybrid", "bm25", "dense")
+MAX_K = 10_000  # results per search; far beyond what a reader or a prompt can use
 RRF_K = 60  # the usual constant: dampens the weight of the very first ranks
 WORD = re.compile(r"\w+", re.UNICODE)
 STOP_WORDS = frozenset(
@@ -123,8 +124,8 @@ def search(
     """
     if mode not in MODES:
         raise ValueError(f"Unknown search mode '{mode}' (choose from {', '.join(MODES)}).")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k}.")
     terms = query_terms(query)
     counts = store.counts()
     if not counts["chunks"]:

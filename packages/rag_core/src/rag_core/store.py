@@ -2,63 +2,75 @@
 
 Every write happens inside `store.transaction()`, so a crash or Ctrl-C mid-ingest leaves the
 file as it was after the last committed transaction. A file that is not a valid store raises
-StoreError; it is never recreated or overwritten.
+StoreError; it is never recreated or overwritten. Commands that only read open the store
+read-only (see `rag_core.store_access`), so a store on a read-only medium can be searched.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from rag_core.chunking import TextChunk
 from rag_core.errors import StoreError
+from rag_core.store_access import (
+    connect_read_only,
+    connect_writable,
+    corrupt,
+    store_error,
+    store_files,
+)
 
 SCHEMA_VERSION = "1"
 MMAP_BYTES = 1 << 30
 
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE documents (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL,
-    chunker TEXT NOT NULL,
-    n_chunks INTEGER NOT NULL,
-    ingested_at REAL NOT NULL
-);
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    doc_id INTEGER NOT NULL REFERENCES documents(id),
-    ord INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    line_start INTEGER NOT NULL,
-    line_end INTEGER NOT NULL
-);
-CREATE INDEX chunks_doc ON chunks(doc_id);
--- One row per document: its chunk ids (int64) and their vectors (float32, row-major), so
--- loading every vector for dense search reads few, large blobs.
-CREATE TABLE vectors (
-    doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
-    n INTEGER NOT NULL,
-    chunk_ids BLOB NOT NULL,
-    matrix BLOB NOT NULL
-);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
-"""
+SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        chunker TEXT NOT NULL,
+        n_chunks INTEGER NOT NULL,
+        ingested_at REAL NOT NULL
+    )""",
+    """CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        doc_id INTEGER NOT NULL REFERENCES documents(id),
+        ord INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        line_start INTEGER NOT NULL,
+        line_end INTEGER NOT NULL
+    )""",
+    "CREATE INDEX chunks_doc ON chunks(doc_id)",
+    # One row per document: its chunk ids (int64) and their vectors (float32, row-major), so
+    # loading every vector for dense search reads few, large blobs.
+    """CREATE TABLE vectors (
+        doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
+        n INTEGER NOT NULL,
+        chunk_ids BLOB NOT NULL,
+        matrix BLOB NOT NULL
+    )""",
+    """CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content='chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    )""",
+    """CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END""",
+    """CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END""",
+    f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'), ('generation', '0')",
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,13 @@ class Document:
     sha256: str
     chunker: str
     n_chunks: int
+    ingested_at: float = 0.0  # seconds since the epoch
+    n_vectors: int = 0
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "chunks": self.n_chunks, "vectors": self.n_vectors,
+                "ingested_at": iso_time(self.ingested_at), "sha256": self.sha256,
+                "chunker": self.chunker}
 
 
 @dataclass(frozen=True)
@@ -79,40 +98,62 @@ class Chunk:
     line_end: int
 
 
-class Store:
-    """An open store. `Store(path)` opens an existing store read-only; `create=True` opens it
-    for writing and initialises a new (missing or zero-byte) file."""
+@dataclass(frozen=True)
+class StoreInfo:
+    """What `mlx-rag store info` shows."""
 
-    def __init__(self, path: str | Path, *, create: bool = False):
+    path: str
+    access: str  # "read-write", "read-only" or "immutable" (a folder nobody may write)
+    size_bytes: int  # the file and its write-ahead log files
+    schema_version: str
+    embedding_model: str | None
+    embedding_dim: int | None
+    documents: int
+    chunks: int
+    vectors: int
+    last_ingest: float | None  # seconds since the epoch
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "last_ingest": iso_time(self.last_ingest)}
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """ISO 8601 in UTC, to the second."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """An open store. `Store(path)` opens an existing store read-only; `writable=True` opens an
+    existing one for writing, and `create=True` also initialises a new (missing or empty) file
+    (safely when two processes create it at once). `access` says how it was opened."""
+
+    def __init__(self, path: str | Path, *, create: bool = False, writable: bool = False):
         self.path = Path(path).expanduser()
-        self.writable = create
-        exists = self.path.is_file() and self.path.stat().st_size > 0
+        self.writable = create or writable
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"Store path {self.path} is not a file: pass --store FILE.")
-        if not exists and not create:
+        if not self.path.exists() and not create:
             raise StoreError(
                 f"No store at {self.path}: run `mlx-rag ingest PATH...` first "
                 "(or pass --store to point at an existing one)."
             )
+        if self.writable:
+            self.db = connect_writable(self.path, SCHEMA if create else None)
+            self.access = "read-write"
+        else:
+            self.db, self.access = connect_read_only(self.path)
         try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-            else:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"Cannot open the store {self.path}: {exc}.") from exc
-        with self._errors():
-            if exists:
+            with self._errors():
                 self._check()
-            else:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self._init_schema()
-            if create:
-                self.db.execute("PRAGMA synchronous=NORMAL")
-            # Reading the vectors through a memory map is ~10x faster than through the pager.
-            self.db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                if self.writable:
+                    self.db.execute("PRAGMA synchronous=NORMAL")
+                # Reading the vectors through a memory map is ~10x faster than through the pager.
+                self.db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        except BaseException:
+            self.db.close()
+            raise
         self._cache: dict = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -126,57 +167,32 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _init_schema(self) -> None:
-        try:
-            self.db.executescript(
-                f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES "
-                f"('schema_version', '{SCHEMA_VERSION}'), ('generation', '0'); COMMIT;"
-            )
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
-
     def _check(self) -> None:
-        try:
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            row = None
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        if not tables and self.path.stat().st_size == 0:
+            raise StoreError(
+                f"No store at {self.path} (the file is empty): run `mlx-rag ingest PATH...` "
+                "first (or pass --store to point at an existing one)."
+            )
+        row = self._meta("schema_version") if "meta" in tables else None
         if row is None:
             raise StoreError(
                 f"{self.path} is an SQLite file but not an mlx-rag store; it was left untouched. "
                 "Pass --store with another path."
             )
-        if row[0] != SCHEMA_VERSION:
+        if row != SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path} has store schema version {row[0]}; this mlx-rag reads version "
+                f"{self.path} has store schema version {row}; this mlx-rag reads version "
                 f"{SCHEMA_VERSION}. Re-ingest into a new store (--store NEW_FILE)."
             )
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Turn SQLite errors into StoreErrors that say what to do."""
+        """Turn SQLite errors into StoreErrors that say what is wrong and what to do."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(
-                    f"The store {self.path} is busy (another ingest is writing it?): "
-                    "wait for it to finish and retry."
-                ) from exc
-            if "readonly" in str(exc) or "read-only" in str(exc):
-                raise StoreError(f"The store {self.path} is not writable: {exc}.") from exc
-            raise self._corrupt(exc) from exc
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from exc
-
-    def _corrupt(self, exc: Exception) -> StoreError:
-        return StoreError(
-            f"The store {self.path} is corrupt or not a store ({exc}). It was left untouched: "
-            "move it away and re-ingest, or pass --store with another path."
-        )
+            raise store_error(exc, self.path) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -189,7 +205,8 @@ class Store:
                 yield
                 self._bump_generation()
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite rolls back by itself after some errors
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
 
@@ -224,11 +241,24 @@ class Store:
     # -- documents --------------------------------------------------------------------------
 
     def documents(self) -> dict[str, Document]:
+        """Every document by path, in path order."""
         with self._errors():
             rows = self.db.execute(
-                "SELECT id, path, sha256, chunker, n_chunks FROM documents"
+                "SELECT d.id, d.path, d.sha256, d.chunker, d.n_chunks, d.ingested_at, "
+                "coalesce(v.n, 0) FROM documents d LEFT JOIN vectors v ON v.doc_id = d.id "
+                "ORDER BY d.path"
             ).fetchall()
         return {row[1]: Document(*row) for row in rows}
+
+    def find_documents(self, name: str | Path) -> list[Document]:
+        """The documents stored for `name`: a file's, or those of every file below a folder.
+
+        `name` matches as given or resolved (ingest stores resolved paths).
+        """
+        keys = {os.path.normpath(name), str(Path(name).expanduser().resolve())}
+        folders = tuple(os.path.join(key, "") for key in keys)
+        return [d for path, d in self.documents().items()
+                if path in keys or path.startswith(folders)]
 
     def put_document(
         self,
@@ -283,6 +313,19 @@ class Store:
                 "chunks": self.db.execute("SELECT count(*) FROM chunks").fetchone()[0],
                 "vectors": int(self.db.execute("SELECT total(n) FROM vectors").fetchone()[0]),
             })  # fmt: skip
+
+    def info(self) -> StoreInfo:
+        """Where the store is, how it is opened, its size on disk, model and counts."""
+        with self._errors():
+            dim = self._meta("embedding_dim")
+            last = self.db.execute("SELECT max(ingested_at) FROM documents").fetchone()[0]
+            return StoreInfo(
+                path=str(self.path), access=self.access,
+                size_bytes=sum(p.stat().st_size for p in store_files(self.path)),
+                schema_version=self._meta("schema_version") or "",
+                embedding_model=self._meta("embedding_model"),
+                embedding_dim=int(dim) if dim else None, **self.counts(), last_ingest=last,
+            )  # fmt: skip
 
     def _cached(self, key: str, compute):
         """`compute()`, remembered until another transaction (from any process) commits."""
@@ -349,20 +392,22 @@ class Store:
         ids = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int64)
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
         if len(ids) != total or matrix.size != total * dim:
-            raise self._corrupt(ValueError("stored vectors do not match their chunk counts"))
+            raise corrupt(self.path, ValueError("stored vectors do not match their chunk counts"))
         return ids, matrix.reshape(total, dim)
 
     def check(self) -> list[str]:
-        """Consistency problems found (empty when the store is sound)."""
+        """Consistency problems found (empty when the store is sound). The full-text index is
+        checked only when the store was opened for writing."""
         problems = []
         with self._errors():
             result = self.db.execute("PRAGMA integrity_check").fetchall()
             if result != [("ok",)]:
                 problems.append(f"integrity_check: {result}")
-            try:
-                self.db.execute(
-                    "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
-                )
+            try:  # SQLite runs this check only on connections that may write
+                if self.writable:
+                    self.db.execute(
+                        "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
+                    )
             except sqlite3.DatabaseError as exc:
                 problems.append(f"full-text index: {exc}")
             queries = {

@@ -1,4 +1,5 @@
-"""`mlx-rag ingest`, `search` and `ask`: thin wrappers over rag_core.retrieval."""
+"""`mlx-rag ingest`, `search` and `ask` (and the `store` group): thin wrappers over
+rag_core.retrieval."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from rag_core.answer import Sampling, answer, citations
+from rag_core.answer import MAX_SEED, Sampling, answer, citations
 from rag_core.cli import output
 from rag_core.cli.output import echo_json
 from rag_core.cli.signals import exit_code, interrupted_by
 from rag_core.errors import ModelUnavailableError, RagError
 from rag_core.retrieval import get_llm, ingest_paths, retrieve
-from rag_core.search import MODES
+from rag_core.search import MAX_K, MODES
 
 STORE_OPTION = click.option(
     "--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -79,7 +80,7 @@ def ingest_command(paths: tuple[Path, ...], store: Path | None, prune: bool, no_
 
 @click.command("search")
 @click.argument("query")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1),
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many results.")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: hybrid when the store has vectors and their model loads, else bm25.")
@@ -101,7 +102,7 @@ def search_command(query: str, k: int, mode: str, store: Path | None, as_json: b
 
 @click.command("ask")
 @click.argument("question")
-@click.option("-k", "k", default=4, show_default=True, type=click.IntRange(min=1),
+@click.option("-k", "k", default=4, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many passages to retrieve.")
 @click.option("--no-llm", is_flag=True, help="Print the retrieved passages only.")
 @click.option("--model", metavar="ID",
@@ -112,7 +113,7 @@ def search_command(query: str, k: int, mode: str, store: Path | None, as_json: b
 @click.option("--top-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--min-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--seed", type=int, help="Random seed for sampling.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed for sampling.")
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON when done (no streaming).")
 def ask_command(question: str, k: int, no_llm: bool, model: str | None, max_tokens: int,
@@ -163,6 +164,8 @@ def _snippet(text: str, limit: int = 300) -> str:
 
 
 def add_commands(cli: click.Group) -> None:
-    """Attach the retrieval commands to the root CLI group."""
-    for command in (ingest_command, search_command, ask_command):
+    """Attach the retrieval commands and the `store` group to the root CLI group."""
+    from rag_core.cli.store import store_group
+
+    for command in (ingest_command, search_command, ask_command, store_group):
         cli.add_command(command)
