@@ -16,9 +16,18 @@ def make_sampler(temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0)
     are divided by the temperature, restricted to the ``top_k`` largest (0 = no limit) and then
     to the smallest set whose probability reaches ``top_p`` (0 or 1 = no limit), in that order,
     as transformers applies them, and one code is drawn per row with ``key``.
+
+    The sampler's ``settings`` attribute holds these arguments (the fused CUDA step,
+    ``musicgen.kernels.sample``, draws the same codes from them).
     """
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     if temperature == 0 or top_k == 1:
-        return lambda logits, key=None: mx.argmax(logits, axis=-1).astype(mx.int32)
+
+        def greedy(logits: mx.array, key: mx.array | None = None) -> mx.array:
+            return mx.argmax(logits, axis=-1).astype(mx.int32)
+
+        greedy.settings = settings
+        return greedy
 
     def sample(logits: mx.array, key: mx.array | None = None) -> mx.array:
         logits = logits / temperature
@@ -28,6 +37,7 @@ def make_sampler(temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0)
             logits = _keep_top_p(logits, top_p)
         return mx.random.categorical(logits, axis=-1, key=key).astype(mx.int32)
 
+    sample.settings = settings
     return sample
 
 
