@@ -96,8 +96,13 @@ def child_transformers(args) -> dict:
         inputs = tokenizer([PROMPT], padding=True, return_tensors="pt").to(device)
         torch.manual_seed(0)
         with torch.no_grad():
-            audio = model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250,
-                                   max_new_tokens=frames + model.decoder.num_codebooks - 1)
+            audio = model.generate(
+                **inputs,
+                do_sample=True,
+                guidance_scale=3.0,
+                top_k=250,
+                max_new_tokens=frames + model.decoder.num_codebooks - 1,
+            )
         if device == "cuda":
             torch.cuda.synchronize()
         out[f"{name}_s"] = time.perf_counter() - start
@@ -156,7 +161,7 @@ def versions() -> dict:
 def run_all(args, mlx_version: str) -> list[dict]:
     checkpoint = write_checkpoint(Path(args.checkpoint), args.size)
     work = Path(tempfile.mkdtemp(prefix="bench-cold-"))
-    cache = work / "kernels"
+    cache = Path(args.kernel_cache) if args.kernel_cache else work / "kernels"
     # MLX_PTX_CACHE_DIR: the folder musicgen picks under MLX_RAG_KERNEL_CACHE, named for MLX
     # itself too, so that a version without that setting caches there as well.
     env = dict(os.environ, MLX_RAG_KERNEL_CACHE=str(cache), PYTHONUNBUFFERED="1",
@@ -173,7 +178,7 @@ def run_all(args, mlx_version: str) -> list[dict]:
         for quantize in args.quantize:
             q = ["--quantize", str(quantize)] if quantize else []
             tag = f"ours {args.dtype}" + (f" q{quantize}" if quantize else "")
-            if quantize == args.quantize[0]:
+            if quantize == args.quantize[0] and not args.kernel_cache:
                 record(f"{tag}, empty kernel cache", *fresh([*me, "--child", "ours", *q], env))
             for i in range(args.runs):
                 record(f"{tag}, run {i + 1}", *fresh([*me, "--child", "ours", *q], env))
@@ -210,8 +215,11 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(Path(tempfile.gettempdir()) / "musicgen-cold"),
-                        help="checkpoint folder (written there first if it holds none)")
+    parser.add_argument(
+        "--checkpoint",
+        default=str(Path(tempfile.gettempdir()) / "musicgen-cold"),
+        help="checkpoint folder (written there first if it holds none)",
+    )
     parser.add_argument("--size", default="small", choices=["small", "tiny"])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
@@ -220,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["ours", "cli", "transformers"])  # fmt: skip
     parser.add_argument("--runs", type=int, default=2, help="fresh processes with a warm cache")
     parser.add_argument("--reference-runs", type=int, default=1)
+    parser.add_argument("--kernel-cache", help="a kernel cache folder to keep using (default: a "
+                        "new one, first measured empty)")  # fmt: skip
     parser.add_argument("--json", help="write versions and rows to this file")
     parser.add_argument("--child", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from musicgen import kernels
 from musicgen.generate import fused_choice
+from musicgen.kernels import compiler
 from musicgen.sampling import make_sampler
 
 from tests.musicgen.test_kernels import (
@@ -66,14 +67,32 @@ def test_compiled_kernels_persist_unless_mlx_is_told_otherwise(monkeypatch, tmp_
     assert kernels.persist_compiled_kernels() is None
 
 
-def test_a_changed_kernel_gets_a_new_name(monkeypatch):
-    """MLX caches compiled kernels on disk by name: an edited kernel must not load an old one."""
-    names = []
-    monkeypatch.setattr(mx.fast, "cuda_kernel", lambda name, **kw: names.append(name))
-    kernels.build("probe", "int a = 1;", ("x",), ("y",), A=1)
-    kernels.build("probe", "int a = 2;", ("x",), ("y",), A=1)
-    kernels.build("probe", "int a = 2;", ("x",), ("y",), A=2)
-    assert len(set(names)) == 3 and all(n.startswith("musicgen_probe_") for n in names)
+def test_a_changed_kernel_gets_a_new_name():
+    """Compiled kernels are kept on disk by name: an edited kernel must not load an old one."""
+    f32 = mx.float32
+    one = kernels.build("probe", "int a = 1;", (("x", f32),), (("y", f32),), A=1)
+    names = {
+        one.name,
+        kernels.build("probe", "int a = 2;", (("x", f32),), (("y", f32),), A=1).name,
+        kernels.build("probe", "int a = 2;", (("x", f32),), (("y", f32),), A=2).name,
+        kernels.build("probe", "int a = 2;", (("x", mx.float16),), (("y", f32),), A=2).name,
+    }
+    assert len(names) == 4 and all(n.startswith("musicgen_probe_") for n in names)
+    assert f"void {one.name}(const float* x, float* y)" in one.source
+
+
+def test_a_kernel_is_compiled_once_and_then_read_from_the_cache(monkeypatch, tmp_path):
+    compiled = []
+    monkeypatch.setattr(compiler, "architecture", lambda: "sm_90")
+    monkeypatch.setattr(compiler, "_compile", lambda source, arch: compiled.append(arch) or b"bin")
+    monkeypatch.setattr(compiler, "_BINARIES", {})
+    folder = tmp_path / "kernels"
+    assert compiler.binary("musicgen_x_1", "src", folder) == b"bin"
+    assert (folder / "musicgen_x_1.cubin").read_bytes() == b"bin"
+    monkeypatch.setattr(compiler, "_BINARIES", {})  # a new process
+    assert compiler.binary("musicgen_x_1", "src", folder) == b"bin" and compiled == ["sm_90"]
+    assert compiler.binary("musicgen_x_2", "src", None) == b"bin" and len(compiled) == 2
+    assert [p.name for p in folder.iterdir()] == ["musicgen_x_1.cubin"]  # nothing else left
 
 
 def test_samplers_describe_their_settings_for_the_fused_step():

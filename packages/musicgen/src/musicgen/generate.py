@@ -123,10 +123,8 @@ def generate_step(
         return mx.where(fixed >= 0, fixed, codes), key
 
     fused = fused_choice(sampler, config.vocab_size, guidance_scale if guided else None)
-    if static and fused is not None:
-        choose = fused
-    elif static:
-        choose = mx.compile(choose)
+    if static:
+        choose = mx.compile(fused or choose)
 
     def next_tokens(inputs: mx.array, position: int) -> mx.array:
         """The tokens at ``position`` of the delayed sequence, after feeding ``inputs``."""

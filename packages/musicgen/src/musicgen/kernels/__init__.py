@@ -15,9 +15,10 @@ with 8, and the heads and the sampling of every step with 2 (``docs/performance.
   codebook's head in one kernel; classifier-free guidance, temperature, top-k and the random
   draw (MLX's own random bits, computed in the kernel) in another, for any batch.
 
-Every kernel is compiled once per shape family by NVRTC and kept on disk by MLX (its
-``MLX_PTX_CACHE_DIR``), which ``persist_compiled_kernels`` points at a lasting folder: a fresh
-process then loads them in milliseconds instead of compiling them again.
+Every kernel is compiled once per shape family by NVRTC into a binary for the GPU and kept on
+disk (``musicgen.kernels.compiler``, in ``kernel_cache_dir()``); ``persist_compiled_kernels``
+points MLX's own kernel cache at the same folder. A fresh process then loads them in
+milliseconds instead of compiling them again.
 
 Elsewhere (CPU, Metal) and for shapes the kernels do not cover, the decoder keeps its plain MLX
 operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
@@ -25,7 +26,6 @@ operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from functools import cache
@@ -33,69 +33,42 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from musicgen.kernels.compiler import CTYPES, Kernel, compiler_available, kernel_source
+
 THREADS = 256  # 8 warps per block
 DTYPES = (mx.float16, mx.bfloat16, mx.float32)
 CACHE_ENV = "MLX_RAG_KERNEL_CACHE"
 _OFF = ("0", "off", "false", "no", "none")
 
-HEADER = """
-template <typename T> __device__ inline float to_float(T v);
-template <> __device__ inline float to_float<float>(float v) { return v; }
-template <> __device__ inline float to_float<__half>(__half v) { return __half2float(v); }
-template <> __device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <typename T> __device__ inline T from_float(float v);
-template <> __device__ inline float from_float<float>(float v) { return v; }
-template <> __device__ inline __half from_float<__half>(float v) { return __float2half(v); }
-template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16(v);
-}
-// 16 bytes of T: one vector load.
-template <typename T> struct alignas(16) Pack { T v[16 / sizeof(T)]; };
-template <typename T> __device__ inline Pack<T> load_pack(const T* p) {
-  return *reinterpret_cast<const Pack<T>*>(p);
-}
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-"""
-
 
 def available() -> bool:
-    """Whether the fused kernels can run: MLX's CUDA backend on the default device, and
-    ``MUSICGEN_KERNELS`` is not ``0``."""
+    """Whether the fused kernels can run: MLX's CUDA backend on the default device, NVRTC to
+    compile them, and ``MUSICGEN_KERNELS`` is not ``0``."""
     if os.environ.get("MUSICGEN_KERNELS", "1") == "0":
         return False
-    return mx.cuda.is_available() and mx.default_device() == mx.gpu
+    return mx.cuda.is_available() and mx.default_device() == mx.gpu and compiler_available()
 
 
 @cache
-def build(kind: str, source: str, inputs: tuple, outputs: tuple, header: str = "", **defines):
-    """The CUDA kernel ``kind`` with these ``#define`` values (ints, or floats as ``float``
-    literals), built by ``mx.fast.cuda_kernel``; one object per combination.
-
-    The name carries a digest of the source: MLX caches compiled kernels on disk by name, so a
-    changed kernel never picks up an old build.
+def build(
+    kind: str,
+    body: str,
+    inputs: tuple,
+    outputs: tuple,
+    scalars: tuple = (),
+    header: str = "",
+    **defines,
+) -> Kernel:
+    """The kernel ``kind``: ``inputs`` and ``outputs`` are (name, dtype) pairs, ``scalars``
+    (C type, name) pairs after them; ``defines`` are ints, floats or dtypes (typedefs). One
+    object per combination, compiled on first use and kept on disk (``musicgen.kernels.compiler``).
     """
-    lines = "".join(
-        f"#define {name} {value!r}f\n" if isinstance(value, float) else f"#define {name} {value}\n"
-        for name, value in defines.items()
-    )
-    text = lines + HEADER + header
-    digest = hashlib.sha256((text + source).encode()).hexdigest()[:12]
-    return mx.fast.cuda_kernel(
-        name=f"musicgen_{kind}_{digest}",
-        input_names=list(inputs),
-        output_names=list(outputs),
-        source=source,
-        header=text,
-    )
+    params = [f"const {CTYPES[dtype]}* {name}" for name, dtype in inputs]
+    params += [f"{CTYPES[dtype]}* {name}" for name, dtype in outputs]
+    params += [f"{ctype} {name}" for ctype, name in scalars]
+    name, source = kernel_source(kind, body, params, header, defines)
+    folder = kernel_cache_dir()
+    return Kernel(name, source, folder / "musicgen" if folder is not None else None)
 
 
 def kernel_cache_dir() -> Path | None:

@@ -16,7 +16,8 @@ from musicgen.kernels import DTYPES, THREADS, build
 
 # One block per (row b, query i, head h); 8 warps share the keys, each with an online softmax
 # (lane j scores key base + j, then the warp accumulates the values with its lanes across the
-# head dimension); the warps' partial results are merged at the end.
+# head dimension, one vector load per lane and key); the warps' partial results are merged at
+# the end.
 # SELF: queries, new keys and values come from the fused projection qkv (B, L, 3, H, D); keys
 # before `position` come from the cache, and block (b, i, h) writes key/value `position + i`.
 _ATTENTION = """
@@ -25,8 +26,7 @@ _ATTENTION = """
   constexpr int VEC = 16 / sizeof(T);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  const int H = keys_shape[1], S = keys_shape[2];
-  const int L = q_shape[1];
+  const int H = NUM_HEADS, S = CACHE_LENGTH, L = LENGTH;
   const int h = blockIdx.x % H;
   const int i = (blockIdx.x / H) % L;
   const int b = blockIdx.x / (H * L);
@@ -53,13 +53,12 @@ _ATTENTION = """
     const_cast<T*>(past_values)[at] = new_values[from];
   }
 #endif
-  float qf[D];
-#pragma unroll
-  for (int c = 0; c < D / VEC; ++c) {
-    const Pack<T> p = load_pack(query + c * VEC);
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) qf[c * VEC + e] = to_float(p.v[e]) * SCALE;
-  }
+  // The scaled query in shared memory (read by every lane at once), not in each thread's
+  // registers: fewer registers, more blocks in flight when the batch is large.
+  __shared__ float qs[D];
+  for (int d = threadIdx.x; d < D; d += THREADS) qs[d] = to_float(query[d]) * SCALE;
+  __syncthreads();
+  struct alignas(PER_LANE * sizeof(T)) LaneValues { T v[PER_LANE]; };
   float m = -INFINITY, l = 0.0f, acc[PER_LANE];
 #pragma unroll
   for (int e = 0; e < PER_LANE; ++e) acc[e] = 0.0f;
@@ -77,7 +76,7 @@ _ATTENTION = """
       for (int c = 0; c < D / VEC; ++c) {
         const Pack<T> p = load_pack(key + c * VEC);
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) dot += qf[c * VEC + e] * to_float(p.v[e]);
+        for (int e = 0; e < VEC; ++e) dot += qs[c * VEC + e] * to_float(p.v[e]);
       }
 #if HAS_BIAS
       dot += to_float(bias[(size_t)b * S + t]);
@@ -101,8 +100,9 @@ _ATTENTION = """
 #else
       const T* value = past_values + (size_t)tj * D;
 #endif
+      const LaneValues vv = *reinterpret_cast<const LaneValues*>(value + lane * PER_LANE);
 #pragma unroll
-      for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(value[lane * PER_LANE + e]);
+      for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
     }
     m = m_new;
   }
@@ -179,20 +179,25 @@ def _attention(queries, keys, values, scale, *, position=None, bias=None) -> lis
         inputs.append(bias)
     self_attention, has_bias = position is not None, bias is not None
     names = ["q", "keys", "values"] + ["position"] * self_attention + ["bias"] * has_bias
+    outputs = (("out", queries.dtype),) + ((("next_position", mx.int32),) if self_attention else ())
     kernel = build(
         "attention",
         _ATTENTION,
-        tuple(names),
-        ("out", "next_position") if self_attention else ("out",),
+        tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
+        outputs,
+        (("int", "NUM_HEADS"), ("int", "CACHE_LENGTH"), ("int", "LENGTH")),
         SELF=int(self_attention),
         HAS_BIAS=int(has_bias),
         SCALE=float(scale),
+        T=queries.dtype,
+        D=head_dim,
+        THREADS=THREADS,
     )
     return kernel(
-        inputs=inputs,
-        template=[("T", queries.dtype), ("D", head_dim), ("THREADS", THREADS)],
-        grid=(batch * length * heads * THREADS, 1, 1),
-        threadgroup=(THREADS, 1, 1),
+        inputs,
         output_shapes=shapes,
         output_dtypes=dtypes,
+        grid=(batch * length * heads * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
+        scalars=(heads, keys.shape[2], length),
     )

@@ -257,30 +257,37 @@ def fused_linear(
         inputs.append(residual)
         names.append("res")
     defines = {
+        "T": x.dtype,
+        "K": width,
+        "R": rows,
+        "NCOLS": out_dim,
+        "THREADS": THREADS,
+        "ACT": ACTIVATIONS[activation] if activation is not None else 0,
         "HAS_NORM": int(norm is not None),
         "HAS_RESIDUAL": int(residual is not None),
         "EPS": float(norm.eps) if norm is not None else 0.0,
     }
-    template = [("T", x.dtype), ("K", width), ("R", rows), ("NCOLS", out_dim),
-                ("THREADS", THREADS),
-                ("ACT", ACTIVATIONS[activation] if activation is not None else 0)]  # fmt: skip
     if quantized:
         source = QLINEAR
-        defines |= {"WPL": _words_per_lane(layer, width)}
-        template += [("BITS", layer.bits), ("GROUP", layer.group_size)]
+        defines |= {"WPL": _words_per_lane(layer, width), "BITS": layer.bits,
+                    "GROUP": layer.group_size}  # fmt: skip
     else:
         source = LINEAR
-        defines |= {"WEIGHT_ROW(n)": "(w + (size_t)(n) * K)"}
-        template += [("W", x.dtype), ("O", x.dtype)]
-    kernel = build("qlinear" if quantized else "linear", source, tuple(names), ("y",),
-                   header=HELPERS, **defines)  # fmt: skip
+        defines |= {"W": x.dtype, "O": x.dtype, "WEIGHT_ROW(n)": "(w + (size_t)(n) * K)"}
+    kernel = build(
+        "qlinear" if quantized else "linear",
+        source,
+        tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
+        (("y", x.dtype),),
+        header=HELPERS,
+        **defines,
+    )
     warps = THREADS // 32
     (y,) = kernel(
-        inputs=inputs,
-        template=template,
-        grid=(-(-out_dim // warps) * THREADS, 1, 1),
-        threadgroup=(THREADS, 1, 1),
+        inputs,
         output_shapes=[(*x.shape[:-1], out_dim)],
         output_dtypes=[x.dtype],
+        grid=(-(-out_dim // warps) * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
     )
     return y

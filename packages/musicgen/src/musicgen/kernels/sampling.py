@@ -24,7 +24,7 @@ MAX_VOCAB_PER_THREAD = 32  # logits each of a block's threads holds in registers
 
 SAMPLE = """
   constexpr int WARPS = THREADS / 32;
-  const int B = fixed_shape[0], K = fixed_shape[1];
+  const int B = NB, K = NK;
   const int row = blockIdx.x;  // b * K + k
   const int b = row / K, k = row - b * K;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -199,18 +199,34 @@ def heads(x: mx.array, norm: nn.LayerNorm, heads: list) -> mx.array:
         else ("(w0 + (size_t)(n) * K)")
     )
     names = ("x", *(f"w{i}" for i in range(count)), "norm_w", "norm_b")
-    kernel = build("heads", LINEAR, names, ("y",), header=HELPERS, HAS_NORM=1, HAS_RESIDUAL=0,
-                   EPS=float(norm.eps), VOCAB=vocab, **{"WEIGHT_ROW(n)": pointer})  # fmt: skip
+    inputs = [x, *(head.weight for head in heads), norm.weight, norm.bias]
+    kernel = build(
+        "heads",
+        LINEAR,
+        tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
+        (("y", mx.float32),),
+        header=HELPERS,
+        T=x.dtype,
+        W=mx.float32,
+        O=mx.float32,
+        K=width,
+        R=rows,
+        NCOLS=count * vocab,
+        THREADS=THREADS,
+        ACT=0,
+        HAS_NORM=1,
+        HAS_RESIDUAL=0,
+        EPS=float(norm.eps),
+        VOCAB=vocab,
+        **{"WEIGHT_ROW(n)": pointer},
+    )
     warps = THREADS // 32
-    template = [("T", x.dtype), ("K", width), ("R", rows), ("NCOLS", count * vocab),
-                ("THREADS", THREADS), ("ACT", 0), ("W", mx.float32), ("O", mx.float32)]  # fmt: skip
     (y,) = kernel(
-        inputs=[x, *(head.weight for head in heads), norm.weight, norm.bias],
-        template=template,
-        grid=(-(-count * vocab // warps) * THREADS, 1, 1),
-        threadgroup=(THREADS, 1, 1),
+        inputs,
         output_shapes=[(rows, count, 1, vocab)],
         output_dtypes=[mx.float32],
+        grid=(-(-count * vocab // warps) * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
     )
     return y
 
@@ -243,11 +259,13 @@ def sample(
     batch, codebooks = fixed.shape
     vocab = logits.shape[-1]
     greedy = temperature == 0 or top_k == 1
+    fixed = fixed.astype(mx.int32)
     kernel = build(
         "sample",
         SAMPLE,
-        ("logits", "key_in", "fixed"),
-        ("codes", "next_key"),
+        (("logits", logits.dtype), ("key_in", key.dtype), ("fixed", mx.int32)),
+        (("codes", mx.int32), ("next_key", mx.uint32)),
+        (("int", "NB"), ("int", "NK")),
         header=RANDOM,
         GUIDED=int(guidance_scale is not None),
         SCALE=float(guidance_scale or 0.0),
@@ -255,13 +273,16 @@ def sample(
         TOP_K=int(top_k) if 0 < top_k < vocab else 0,
         GREEDY=int(greedy),
         PER_ROW=int(key.ndim == 2),
+        THREADS=THREADS,
+        V=vocab,
+        VPT=-(-vocab // THREADS),
     )
     codes, next_key = kernel(
-        inputs=[logits, key, fixed.astype(mx.int32)],
-        template=[("THREADS", THREADS), ("V", vocab), ("VPT", -(-vocab // THREADS))],
-        grid=(batch * codebooks * THREADS, 1, 1),
-        threadgroup=(THREADS, 1, 1),
+        [logits, key, fixed],
         output_shapes=[(batch, codebooks), key.shape],
         output_dtypes=[mx.int32, mx.uint32],
+        grid=(batch * codebooks * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
+        scalars=(batch, codebooks),
     )
     return codes, next_key
