@@ -187,7 +187,9 @@ def test_heads_match_the_float32_heads_on_the_normalized_states(dtype, rows):
     states = f64(norm(x).astype(mx.float32))
     want = np.stack([states @ f64(head.weight).T for head in heads], axis=1)
     assert got.shape == (rows, 4, 1, vocab) and got.dtype == mx.float32
-    assert rel_error(got, want) < 1e-5
+    # float32 heads; in half precision the normalized states are rounded to it, as MLX's
+    # LayerNorm rounds them, which may differ by a unit in the last place.
+    assert rel_error(got, want) < (1e-5 if dtype == mx.float32 else TOLERANCE[dtype])
 
 
 QUANTIZED_CASES = [(dtype, bits, "norm+gelu", 2) for dtype in DTYPES for bits in (4, 8)]

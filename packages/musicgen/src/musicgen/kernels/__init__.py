@@ -27,18 +27,23 @@ operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
 from __future__ import annotations
 
 import os
-import sys
-from functools import cache
 from pathlib import Path
 
 import mlx.core as mx
 
-from musicgen.kernels.compiler import CTYPES, Kernel, compiler_available, kernel_source
-
-THREADS = 256  # 8 warps per block
-DTYPES = (mx.float16, mx.bfloat16, mx.float32)
-CACHE_ENV = "MLX_RAG_KERNEL_CACHE"
-_OFF = ("0", "off", "false", "no", "none")
+from musicgen.kernels.attention import (
+    attention,
+    attention_fits,
+    cached_attention,
+)
+from musicgen.kernels.compiler import CACHE_ENV, build, compiler_available, kernel_cache_dir
+from musicgen.kernels.linear import (
+    MAX_ROWS,
+    activation_fits,
+    fused_linear,
+    linear_fits,
+)
+from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
 
 
 def available() -> bool:
@@ -49,52 +54,14 @@ def available() -> bool:
     return mx.cuda.is_available() and mx.default_device() == mx.gpu and compiler_available()
 
 
-@cache
-def build(
-    kind: str,
-    body: str,
-    inputs: tuple,
-    outputs: tuple,
-    scalars: tuple = (),
-    header: str = "",
-    **defines,
-) -> Kernel:
-    """The kernel ``kind``: ``inputs`` and ``outputs`` are (name, dtype) pairs, ``scalars``
-    (C type, name) pairs after them; ``defines`` are ints, floats or dtypes (typedefs). One
-    object per combination, compiled on first use and kept on disk (``musicgen.kernels.compiler``).
-    """
-    params = [f"const {CTYPES[dtype]}* {name}" for name, dtype in inputs]
-    params += [f"{CTYPES[dtype]}* {name}" for name, dtype in outputs]
-    params += [f"{ctype} {name}" for ctype, name in scalars]
-    name, source = kernel_source(kind, body, params, header, defines)
-    folder = kernel_cache_dir()
-    return Kernel(name, source, folder / "musicgen" if folder is not None else None)
-
-
-def kernel_cache_dir() -> Path | None:
-    """The folder for compiled GPU kernels: ``$MLX_RAG_KERNEL_CACHE`` (``0`` turns it off),
-    else ``mlx-rag/kernels`` in the user's cache folder; one subfolder per MLX version."""
-    value = os.environ.get(CACHE_ENV)
-    if value is not None and value.strip().lower() in _OFF:
-        return None
-    if value and value.strip():
-        root = Path(value).expanduser()
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Caches" / "mlx-rag" / "kernels"
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        root = Path(base) / "mlx-rag" / "kernels"
-    return root / f"mlx-{mx.__version__}"
-
-
 def persist_compiled_kernels() -> Path | None:
     """Keep the CUDA kernels MLX compiles (its own and these) in ``kernel_cache_dir()``.
 
-    MLX's CUDA backend caches every kernel it compiles in ``MLX_PTX_CACHE_DIR`` (by default a
-    folder under /tmp, often emptied at boot). Unless that variable is already set, this sets it
-    for the process, before the first kernel is compiled, and returns the folder; None where
-    nothing changed (no CUDA, cache turned off, folder not writable). Later processes then load
-    the kernels instead of compiling them (seconds each).
+    MLX's CUDA backend keeps the kernels it compiles for its own operations in
+    ``MLX_PTX_CACHE_DIR`` (by default a folder under /tmp, often emptied at boot). Unless that
+    variable is already set, this sets it for the process, before the first kernel is compiled,
+    and returns the folder; None where nothing changed (no CUDA, cache turned off, folder not
+    writable). Later processes then load the kernels instead of compiling them.
     """
     if "MLX_PTX_CACHE_DIR" in os.environ or not mx.cuda.is_available():
         return None
@@ -111,19 +78,6 @@ def persist_compiled_kernels() -> Path | None:
     return folder
 
 
-from musicgen.kernels.attention import (  # noqa: E402
-    attention,
-    attention_fits,
-    cached_attention,
-)
-from musicgen.kernels.linear import (  # noqa: E402
-    MAX_ROWS,
-    activation_fits,
-    fused_linear,
-    linear_fits,
-)
-from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits  # noqa: E402
-
 __all__ = [
     "CACHE_ENV",
     "MAX_ROWS",
@@ -131,6 +85,7 @@ __all__ = [
     "attention",
     "attention_fits",
     "available",
+    "build",
     "cached_attention",
     "fused_linear",
     "heads",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from musicgen.kernels import DTYPES, THREADS, build
+from musicgen.kernels.compiler import DTYPES, THREADS, build
 
 # One block per (row b, query i, head h); 8 warps share the keys, each with an online softmax
 # (lane j scores key base + j, then the warp accumulates the values with its lanes across the

@@ -19,6 +19,12 @@ from pathlib import Path
 
 import mlx.core as mx
 
+THREADS = 256  # 8 warps per block
+DTYPES = (mx.float16, mx.bfloat16, mx.float32)
+CACHE_ENV = "MLX_RAG_KERNEL_CACHE"
+_OFF = ("0", "off", "false", "no", "none")
+
+
 # The element types as the kernels name them (no CUDA headers: half and bfloat16 are their bits).
 CTYPES = {mx.float32: "float", mx.float16: "f16", mx.bfloat16: "bf16", mx.int32: "int",
           mx.uint32: "unsigned int"}  # fmt: skip
@@ -188,3 +194,41 @@ def kernel_source(kind: str, body: str, params: list[str], header: str, defines:
     digest = hashlib.sha256((text + str(architecture())).encode()).hexdigest()[:16]
     name = f"musicgen_{kind}_{digest}"
     return name, text.replace("void KERNEL(", f"void {name}(")
+
+
+def kernel_cache_dir() -> Path | None:
+    """The folder for compiled GPU kernels: ``$MLX_RAG_KERNEL_CACHE`` (``0`` turns it off),
+    else ``mlx-rag/kernels`` in the user's cache folder; one subfolder per MLX version."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None and value.strip().lower() in _OFF:
+        return None
+    if value and value.strip():
+        root = Path(value).expanduser()
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches" / "mlx-rag" / "kernels"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "mlx-rag" / "kernels"
+    return root / f"mlx-{mx.__version__}"
+
+
+@cache
+def build(
+    kind: str,
+    body: str,
+    inputs: tuple,
+    outputs: tuple,
+    scalars: tuple = (),
+    header: str = "",
+    **defines,
+) -> Kernel:
+    """The kernel ``kind``: ``inputs`` and ``outputs`` are (name, dtype) pairs, ``scalars``
+    (C type, name) pairs after them; ``defines`` are ints, floats or dtypes (typedefs). One
+    object per combination, compiled on first use and kept on disk (``musicgen.kernels.compiler``).
+    """
+    params = [f"const {CTYPES[dtype]}* {name}" for name, dtype in inputs]
+    params += [f"{CTYPES[dtype]}* {name}" for name, dtype in outputs]
+    params += [f"{ctype} {name}" for ctype, name in scalars]
+    name, source = kernel_source(kind, body, params, header, defines)
+    folder = kernel_cache_dir()
+    return Kernel(name, source, folder / "musicgen" if folder is not None else None)

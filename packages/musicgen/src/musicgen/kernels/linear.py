@@ -14,7 +14,7 @@ from collections.abc import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
-from musicgen.kernels import DTYPES, THREADS, build
+from musicgen.kernels.compiler import DTYPES, THREADS, build
 
 MAX_ROWS = 8  # rows up to which a matrix-vector kernel beats a matrix product
 STAGED_BYTES = 40 * 1024  # shared memory for the staged input rows (static, < 48 KB)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from musicgen.kernels import THREADS, build
+from musicgen.kernels.compiler import THREADS, build
 from musicgen.kernels.linear import HELPERS, LINEAR, rows_fit
 
 MAX_VOCAB_PER_THREAD = 32  # logits each of a block's threads holds in registers
@@ -233,10 +233,16 @@ def heads(x: mx.array, norm: nn.LayerNorm, heads: list) -> mx.array:
 
 def sampler_fits(settings: dict | None, vocab: int) -> bool:
     """Whether ``sample`` draws what a sampler with these ``settings`` (``make_sampler``'s
-    temperature, top_k, top_p) draws, over ``vocab`` codes."""
-    if not settings or set(settings) != {"temperature", "top_k", "top_p"}:
+    temperature, top_k, top_p, min_p) draws, over ``vocab`` codes: not with top-p or min-p."""
+    if not settings or not {"temperature", "top_k", "top_p"} <= set(settings) <= {
+        "temperature", "top_k", "top_p", "min_p"
+    }:
         return False
-    return not 0 < settings["top_p"] < 1 and vocab <= THREADS * MAX_VOCAB_PER_THREAD
+    return (
+        not 0 < settings["top_p"] < 1
+        and not settings.get("min_p")
+        and vocab <= THREADS * MAX_VOCAB_PER_THREAD
+    )
 
 
 def sample(
