@@ -160,8 +160,11 @@ def generate_phased(
     seed: int = 0,
     temperature: float = 1.0,
     watch: bool = False,
+    per_row_keys: bool = False,
 ) -> dict:
-    """One generation, timed phase by phase (syncing between phases); codes and audio too."""
+    """One generation, timed phase by phase (syncing between phases); codes and audio too.
+
+    ``per_row_keys``: one random key per prompt, as ``music batch`` samples its jobs."""
     frames = round(duration * model.frame_rate)
     delays = codebook_delays(model.num_codebooks, model.audio_channels)
     mx.synchronize()
@@ -170,6 +173,9 @@ def generate_phased(
     mx.eval(states, mask)
     t1 = time.perf_counter()
     decoder = WatchFinite(model.decoder) if watch else model.decoder
+    key = mx.random.key(seed)
+    if per_row_keys:
+        key = mx.stack([mx.random.key(seed + i) for i in range(len(prompts))])
     steps = generate_step(
         decoder,
         states,
@@ -177,7 +183,7 @@ def generate_phased(
         num_frames=frames,
         guidance_scale=GUIDANCE,
         sampler=make_sampler(temperature, TOP_K, 0.0),
-        key=mx.random.key(seed),
+        key=key,
         delays=delays,
         compile=compile,
     )
@@ -225,7 +231,8 @@ def measure_ours(
 def _measure_ours(model, name, dtype, quant, batch, args, compile, fused) -> Row:
     prompts = prompts_for(batch)
     impl = ("mlx" if fused else "mlx-unfused") if compile else "mlx-plain"
-    generate_phased(model, prompts, warmup_duration(args.duration), compile=compile)
+    generate_phased(model, prompts, warmup_duration(args.duration), compile=compile,
+                    per_row_keys=args.per_row_keys)  # fmt: skip
     gc.collect()
     weights = mx.get_active_memory()
     row = Row(name, impl, dtype, quant, batch, args.duration, 0, weights_gb=weights / 1e9)
@@ -235,7 +242,8 @@ def _measure_ours(model, name, dtype, quant, batch, args, compile, fused) -> Row
     }
     for i in range(args.repeat):
         mx.reset_peak_memory()
-        run = generate_phased(model, prompts, args.duration, compile=compile, seed=i)
+        run = generate_phased(model, prompts, args.duration, compile=compile, seed=i,
+                              per_row_keys=args.per_row_keys)  # fmt: skip
         peak = mx.get_peak_memory()
         row.runs.append({k: v for k, v in run.items() if k != "codes"} | {"peak": peak})
     best = min(row.runs, key=lambda r: r["e2e_s"]) if args.best else median_run(row.runs)
@@ -342,8 +350,14 @@ def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
         decoder=values["decoder"],
     )
     torch.manual_seed(0)
-    model = MusicgenForConditionalGeneration(config).to(device=device, dtype=torch_dtype).eval()
-    ids, mask = word_tokenizer()(prompts_for(batch))
+    if args.checkpoint:  # the same files ours loads, through from_pretrained
+        model = MusicgenForConditionalGeneration.from_pretrained(args.checkpoint, dtype=torch_dtype)
+        model = model.to(device).eval()
+        ids, mask = load_tokenizer(args.checkpoint)(prompts_for(batch))
+    else:
+        model = MusicgenForConditionalGeneration(config).to(device=device, dtype=torch_dtype)
+        model = model.eval()
+        ids, mask = word_tokenizer()(prompts_for(batch))
     inputs = {
         "input_ids": torch.from_numpy(np.array(ids)).long().to(device),
         "attention_mask": torch.from_numpy(np.array(mask)).long().to(device),
@@ -380,6 +394,88 @@ def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
     if device == "cuda":
         row.peak_gb = torch.cuda.max_memory_allocated() / 1e9
     return row
+
+
+# t5-base's settings that fast-musicgen's T5 reads beyond the sizes in config.json.
+T5_BASE = {"layer_norm_epsilon": 1e-6, "feed_forward_proj": "relu", "decoder_start_token_id": 0,
+           "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+           "num_decoder_layers": 12, "tie_word_embeddings": True}  # fmt: skip
+
+
+def measure_fast_musicgen(name: str, args) -> Row:
+    """fast-musicgen (PyPI; PyTorch with CUDA graphs, float16, batch 1): its T5, its LM and
+    transformers' EnCodec, built from the same config with random weights (it loads only
+    audiocraft-format files), end to end with the same options; graph capture untimed."""
+    from types import SimpleNamespace
+
+    import torch
+    from fast_musicgen.lm import CausalLM, LMRunner
+    from fast_musicgen.text_encoder import T5
+    from transformers import EncodecConfig as TorchEncodecConfig
+    from transformers import EncodecModel as TorchEncodec
+    from transformers import MusicgenConfig
+
+    device, half = "cuda", torch.float16
+    values = config_dict(name)
+    config = MusicgenConfig(
+        text_encoder=values["text_encoder"],
+        audio_encoder=values["audio_encoder"],
+        decoder=values["decoder"],
+    )
+    torch.manual_seed(0)
+    t5 = T5(SimpleNamespace(**(T5_BASE | values["text_encoder"]))).to(device, half).eval()
+    lm = CausalLM(config, device=device).to(device, half).eval()
+    lm.set_cache(max_length=1500)
+    runner = LMRunner.__new__(LMRunner)  # its constructor reads an audiocraft checkpoint
+    runner.model, runner.cuda_graph, runner.prompt_max_len, runner.max_length = lm, True, 20, 1500
+    runner.graphs, runner.graph_vars = {}, {}
+    with torch.inference_mode():
+        runner.warmup()
+        runner.capture_cuda_graph()
+    codec = TorchEncodec(TorchEncodecConfig(**values["audio_encoder"])).to(device).eval()
+    ids, _ = (load_tokenizer(args.checkpoint) if args.checkpoint else word_tokenizer())(
+        prompts_for(1)
+    )
+    ids = torch.from_numpy(np.array(ids)).long().to(device)
+    delays = codebook_delays(config.decoder.num_codebooks, config.decoder.audio_channels)
+
+    def run(duration: float) -> float:
+        frames = round(duration * 50)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            codes = runner.generate_with_cuda_graph(
+                text_x=t5.encode(ids), max_steps=num_steps(frames, delays), temperature=1.0,
+                top_k=TOP_K, guidance_coef=GUIDANCE,
+            )  # fmt: skip
+            audio = codec.decode(audio_codes=codes, audio_scales=[None]).audio_values
+        torch.cuda.synchronize()
+        assert audio.shape[-1] == frames * 640, audio.shape
+        return time.perf_counter() - start
+
+    run(warmup_duration(args.duration))
+    times = [run(args.duration) for _ in range(args.repeat)]
+    row = Row(name, "fast-musicgen", "float16", 0, 1, args.duration, 0)
+    row.e2e_s = min(times) if args.best else statistics.median(times)
+    row.steps = num_steps(round(args.duration * 50), delays)
+    row.runs = [{"e2e_s": t} for t in times]
+    return row
+
+
+def load_tokenizer(path: str) -> PromptTokenizer:
+    from pathlib import Path
+
+    return PromptTokenizer.from_dir(Path(path))
+
+
+def load_ours(args, name: str, dtype: str, quant: int) -> MusicGen:
+    """Our model: loaded from ``--checkpoint`` as users load it (quantized while loading), or
+    built in memory at the shapes of musicgen-NAME."""
+    if args.checkpoint:
+        import musicgen
+
+        return musicgen.load(args.checkpoint, dtype=dtype, quantize=quant or None, progress=False)
+    return build_ours(name, dtype)
 
 
 def free_torch_cache() -> None:
@@ -433,6 +529,8 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         ref = reference.get((r.model, r.dtype, r.batch))
         ratio = f"{ref.e2e_s / r.e2e_s:.2f}x" if ref and r.impl != "transformers" else ""
+        if r.impl == "fast-musicgen":
+            ratio = f"({ratio} vs transformers)" if ratio else ""
         finite = "" if r.finite is None else ("yes" if r.finite else "NO")
         lines.append(
             f"| {r.model} | {r.impl} | {r.dtype} | {r.quantize or '-'} | {r.batch} "
@@ -473,7 +571,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best", action="store_true", help="report the fastest run, not median")
     parser.add_argument("--json", help="write rows, versions and quality to this file")
     parser.add_argument("--gemv-rows", type=int, help="musicgen.decoder.GEMV_ROWS (tuning)")
+    parser.add_argument(
+        "--checkpoint",
+        help="a musicgen-small checkpoint folder (save_pretrained"
+        "): ours loads it with musicgen.load, transformers with from_pretrained",
+    )
+    parser.add_argument(
+        "--per-row-keys",
+        action="store_true",
+        help="one random key per prompt, as `music batch` samples",
+    )
+    parser.add_argument(
+        "--fast-musicgen",
+        action="store_true",
+        help="also time fast-musicgen (CUDA, float16, batch 1)",
+    )
+    parser.add_argument(
+        "--reference-max-batch", type=int, default=16, help="largest batch timed with transformers"
+    )
     args = parser.parse_args(argv)
+    if args.checkpoint:
+        args.models = ["small"]
     if args.gemv_rows is not None:
         musicgen.decoder.GEMV_ROWS = args.gemv_rows
     if args.reference and not reference_available():
@@ -487,8 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         for dtype in args.dtype:
             for quant in sorted(args.quantize):
-                model = build_ours(name, dtype)
-                if quant:
+                model = load_ours(args, name, dtype, quant)
+                if quant and not args.checkpoint:
                     quality.append(
                         {"model": name, "dtype": dtype}
                         | quantization_quality(model, quant, args.duration)
@@ -512,8 +630,12 @@ def main(argv: list[str] | None = None) -> int:
                 del model
                 gc.collect()
                 mx.clear_cache()
+            if args.fast_musicgen and dtype == "float16" and 1 in args.batch:
+                rows.append(measure_fast_musicgen(name, args))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+                free_torch_cache()
             if args.reference:
-                for batch in args.batch:
+                for batch in [b for b in args.batch if b <= args.reference_max_batch]:
                     rows.append(measure_transformers(name, dtype, batch, args))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
                     gc.collect()

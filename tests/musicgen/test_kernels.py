@@ -123,7 +123,7 @@ def test_kernels_are_off_where_they_cannot_run(monkeypatch):
     assert not kernels.attention_fits(64, mx.int32)
 
 
-def test_fused_linear_covers_few_rows_of_plain_float_weights():
+def test_fused_linear_covers_few_rows_of_float_and_quantized_weights():
     layer = nn.Linear(1024, 512, bias=False)
     x = mx.zeros((2, 1, 1024))
     assert kernels.linear_fits(x, layer)
@@ -132,7 +132,10 @@ def test_fused_linear_covers_few_rows_of_plain_float_weights():
     assert not kernels.linear_fits(mx.zeros((2, 1, 1000)), nn.Linear(1000, 8, bias=False))
     assert not kernels.linear_fits(x.astype(mx.float16), layer)  # dtypes differ
     assert not kernels.linear_fits(x, nn.Linear(1024, 512))  # a bias
-    assert not kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bias=False))
+    assert kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bias=False, bits=4))
+    assert kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bias=False, bits=8))
+    assert not kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bits=4))  # a bias
+    assert not kernels.linear_fits(x, nn.QuantizedLinear(1024, 512, bias=False, bits=3))
     assert not kernels.linear_fits(mx.zeros((8, 1, 4096)), nn.Linear(4096, 8, bias=False))
     assert kernels.activation_fits(nn.gelu) and not kernels.activation_fits(mx.tanh)
 

@@ -108,3 +108,22 @@ def test_quantize_none_or_zero_loads_full_precision(wide_path, models):
     model = musicgen.load(wide_path, quantize=0)
     assert type(model.decoder.layers[0].fc1) is nn.Linear
     assert decoder_bytes(model) == decoder_bytes(models[None])
+
+
+def test_quantized_loading_never_holds_every_full_precision_weight(tmp_path):
+    """Weights are read, cast and quantized a module at a time: the float32 checkpoint is
+    never in memory whole (measured on the real load path, not a model built in memory)."""
+    deep = {**TINY_DECODER, "hidden_size": 128, "ffn_dim": 512, "num_hidden_layers": 8}
+    path = write_musicgen(tmp_path / "deep", musicgen_config(TINY_T5, TINY_ENCODEC, deep))
+    layers = {k: v for k, v in mx.load(str(path / "model.safetensors")).items()
+              if ".layers." in k}  # fmt: skip
+    full = sum(v.nbytes for v in layers.values())
+    del layers
+    mx.clear_cache()
+    base = mx.get_active_memory()
+    mx.reset_peak_memory()
+    model = musicgen.load(path, quantize=4, progress=False)
+    peak = mx.get_peak_memory() - base
+    kept = sum(v.nbytes for _, v in tree_flatten(model.decoder.parameters()))
+    assert kept < full / 3  # 4-bit layers, float32 embeddings and heads
+    assert peak < full / 2, (peak, full)

@@ -34,6 +34,7 @@ __all__ = [
     "MusicGenDecoder",
     "causal_mask",
     "cross_attention_bias",
+    "head_logits",
     "linear",
     "needs_cross_bias",
     "sinusoidal_positions",
@@ -119,6 +120,19 @@ def linear(
     else:
         out = layer(x)
     return out if residual is None else residual + out
+
+
+def head_logits(x: mx.array, norm: nn.Module, heads: list, fused: bool = False) -> mx.array:
+    """float32 logits (B, K, L, V) of every codebook's head on ``norm(x)``, x (B, L, D).
+
+    ``norm`` runs in the compute dtype and its output is cast to float32 for the float32 heads.
+    With ``fused`` (the compiled CUDA step) and a shape ``musicgen.kernels`` covers, the norm and
+    all the heads are one kernel.
+    """
+    if fused and kernels.heads_fit(x, norm, heads):
+        return kernels.heads(x, norm, heads)
+    x = norm(x).astype(mx.float32)
+    return mx.stack([linear(head, x) for head in heads], axis=1)
 
 
 class Attention(nn.Module):
@@ -315,8 +329,8 @@ class MusicGenDecoder(nn.Module):
         mask = cache[0].mask(L) if cache else causal_mask(L, 0)
         for i, layer in enumerate(self.layers):
             x = layer(x, cross_kv[i], cross_bias, mask, cache[i] if cache else None)
-        x = self.layer_norm(x).astype(mx.float32)
-        return mx.stack([linear(head, x) for head in self.lm_heads], axis=1)
+        fused = bool(cache) and getattr(cache[0], "fused", False)
+        return head_logits(x, self.layer_norm, self.lm_heads, fused)
 
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from musicgen import kernels
 from musicgen.decoder import MusicGenDecoder, cross_attention_bias, needs_cross_bias
 from musicgen.delay import apply_delay, num_steps
 from musicgen.errors import InvalidArgumentError
@@ -129,8 +130,9 @@ def generate_step(
             codes = mx.stack([sampler(logits[b], split[1]) for b, split in enumerate(splits)])
         return mx.where(fixed >= 0, fixed, codes), key
 
+    fused = fused_choice(sampler, config.vocab_size, guidance_scale if guided else None)
     if static:
-        choose = mx.compile(choose)
+        choose = mx.compile(fused or choose)
 
     def next_tokens(inputs: mx.array, position: int) -> mx.array:
         """The tokens at ``position`` of the delayed sequence, after feeding ``inputs``."""
@@ -157,6 +159,29 @@ def generate_step(
         yield GenerationStep(step, total, tokens, done)
         if step + 1 < total:
             tokens = upcoming
+
+
+def fused_choice(sampler, vocab: int, guidance_scale: float | None):
+    """``choose`` as one CUDA kernel (``musicgen.kernels.sample``: guidance, temperature, top-k,
+    the draw and the key split), where the kernels run and it draws what ``sampler`` draws;
+    else None."""
+    settings = getattr(sampler, "settings", None)
+    if not kernels.available() or not kernels.sampler_fits(settings, vocab):
+        return None
+
+    def choose(logits: mx.array, key: mx.array, fixed: mx.array) -> tuple[mx.array, mx.array]:
+        rows, codebooks, length, _ = logits.shape
+        last = logits.reshape(rows, codebooks, -1) if length == 1 else logits[:, :, -1]
+        return kernels.sample(
+            last.astype(mx.float32),
+            key,
+            fixed,
+            guidance_scale=guidance_scale,
+            temperature=settings["temperature"],
+            top_k=settings["top_k"],
+        )
+
+    return choose
 
 
 def known_tokens(

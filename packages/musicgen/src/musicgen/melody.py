@@ -18,7 +18,13 @@ import mlx.nn as nn
 
 from musicgen.cache import KVCache, StaticCache, causal_mask
 from musicgen.config import DecoderConfig, activation
-from musicgen.decoder import Attention, MusicGenDecoder, linear, sinusoidal_positions
+from musicgen.decoder import (
+    Attention,
+    MusicGenDecoder,
+    head_logits,
+    linear,
+    sinusoidal_positions,
+)
 
 
 class MelodyDecoderLayer(nn.Module):
@@ -148,8 +154,8 @@ class MelodyDecoder(nn.Module):
         mask = cache[0].mask(length) if cache else causal_mask(length, 0)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, cache[i] if cache else None)
-        x = self.layer_norm(x).astype(mx.float32)
-        return mx.stack([head(x) for head in self.lm_heads], axis=1)
+        fused = bool(cache) and getattr(cache[0], "fused", False)
+        return head_logits(x, self.layer_norm, self.lm_heads, fused)
 
 
 class PrefixStaticCache:

@@ -28,9 +28,18 @@ def make_sampler(
     top-p and compares the untempered probabilities (the model's own), so the codes it keeps do
     not depend on the temperature. One code is drawn per row with ``key``. The defaults are
     GenerationOptions'.
+
+    The sampler's ``settings`` attribute holds these arguments (the fused CUDA step,
+    ``musicgen.kernels.sample``, draws the same codes from them).
     """
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p}
     if temperature == 0 or top_k == 1:
-        return lambda logits, key=None: mx.argmax(logits, axis=-1).astype(mx.int32)
+
+        def greedy(logits: mx.array, key: mx.array | None = None) -> mx.array:
+            return mx.argmax(logits, axis=-1).astype(mx.int32)
+
+        greedy.settings = settings
+        return greedy
 
     def sample(logits: mx.array, key: mx.array | None = None) -> mx.array:
         unlikely = _below_min_p(logits, min_p) if min_p > 0 else None
@@ -43,6 +52,7 @@ def make_sampler(
             logits = mx.where(unlikely, -mx.inf, logits)
         return mx.random.categorical(logits, axis=-1, key=key).astype(mx.int32)
 
+    sample.settings = settings
     return sample
 
 

@@ -61,8 +61,9 @@ def describe(summary: Summary) -> list[str]:
 @click.option("--out", "-o", "out", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the audio files, their sidecars and manifest.jsonl.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Jobs with the same options generated together in one call.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
+              help="Jobs with the same options generated together in one call (default: as "
+                   "many as fit in free GPU memory, up to 256; 8 on a CPU).")
 @click.option("--strict", is_flag=True,
               help="Stop before any work if a job line is bad (default: report and skip it).")
 @generation_options

@@ -51,7 +51,7 @@ class Settings:
     jobs: Path
     out: Path
     defaults: Options = field(default_factory=Options)
-    batch_size: int = 4
+    batch_size: int | None = None  # None: as many jobs as fit in free device memory
     strict: bool = False
     k: int = 4  # passages retrieved for a query job
     prompt_from: str = "auto"
@@ -198,7 +198,9 @@ class BatchRun:
         done_by = self.agreement.min(
             [self.rank if read_sidecar(job, self.out) else self.size for job in jobs.jobs]
         )
-        plan = build_plan(jobs.jobs, done_by, self.size, self.settings.batch_size)
+        pending = [job for job, rank in zip(jobs.jobs, done_by, strict=True) if rank >= self.size]
+        batch_size = self.settings.batch_size or self._batch_size(pending)
+        plan = build_plan(jobs.jobs, done_by, self.size, batch_size)
         self.agreement.agree(plan)
         share = plan.share(self.rank)
         self.jobs, self.share = len(plan.jobs), sum(len(b.jobs) for b in share)
@@ -249,6 +251,22 @@ class BatchRun:
         if note not in self.notes:
             self.notes.add(note)
             self.log(f"{self.prefix()}Note: {note}")
+
+    def _batch_size(self, pending: list[Job]) -> int:
+        """As many jobs as fit in free device memory with the longest pending job's model
+        loaded (musicgen.memory), the same on every rank (the smallest rank's)."""
+        from musicgen.memory import batch_size_for
+
+        size = 1
+        if pending:
+            longest = max(pending, key=lambda job: job.options.duration)
+            share = -(-len(pending) // self.size)  # this rank's jobs, about
+            try:
+                music, _ = load_music_model(longest.options.model)
+                size = batch_size_for(music, longest.options.duration, share)
+            except Exception:  # the model's batches report the error themselves
+                size = 4
+        return self.agreement.min([size])[0]
 
     def _read(self) -> JobList:
         """Read the jobs and make the output folder; a failure on any rank stops every rank."""

@@ -1,0 +1,253 @@
+"""Time to first audio: MusicGen in fresh processes, phase by phase, ours and transformers.
+
+What a user waits for after typing a command, measured on a checkpoint written to disk by
+transformers' ``save_pretrained`` (random weights at the real shapes; nothing is downloaded):
+
+* ours: a fresh Python process imports musicgen, loads the checkpoint with ``musicgen.load``,
+  then generates twice (``generate_tokens`` then ``decode``: what ``generate`` does), then a
+  third time with another prompt and duration (shapes it has not seen);
+* the CLI: ``mlx-rag music generate PROMPT --model DIR --duration D``, wall time of the whole
+  command (a fresh process: start-up, loading, generation, writing the file);
+* transformers: a fresh process imports torch and transformers, ``from_pretrained`` the same
+  directory and generates twice with the same options (CFG 3, top-k 250).
+
+Each fresh process of ours runs once with an empty kernel cache (a new ``MLX_RAG_KERNEL_CACHE``
+folder: what the very first run after installing pays) and then ``--runs`` times with that
+cache filled by the earlier runs (every later run). On a machine without a GPU the same runs
+measure the CPU.
+
+    python benchmarks/bench_cold.py                        # small, 10 s, float32, 2 warm runs
+    python benchmarks/bench_cold.py --duration 1 --runs 1  # the 2-core CPU (a generation is slow)
+    python benchmarks/bench_cold.py --child ours ...       # one fresh process (used internally)
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PROMPT = "lofi piano, rain"
+OTHER_PROMPT = "epic brass with drums and a calm piano"
+ROOT = Path(__file__).resolve().parent.parent
+MLX_RAG = [sys.executable, "-c", "import sys; from rag_core.cli import main; sys.exit(main())"]
+
+
+def child_ours(args) -> dict:
+    """One fresh process of ours: import, load, three generations, phase by phase."""
+    import mlx.core as mx
+    import musicgen
+
+    out = {"import_s": time.perf_counter() - STARTED}
+    start = time.perf_counter()
+    model = musicgen.load(args.checkpoint, dtype=args.dtype, quantize=args.quantize or None,
+                          progress=False)  # fmt: skip
+    out["load_s"] = time.perf_counter() - start
+    out["peak_load_gb"] = mx.get_peak_memory() / 1e9
+    runs = [("first", PROMPT, args.duration), ("second", PROMPT, args.duration),
+            ("other", OTHER_PROMPT, round(args.duration * 0.7, 2))]  # fmt: skip
+    for name, prompt, duration in runs:
+        start = time.perf_counter()
+        codes = model.generate_tokens(prompt, duration=duration, seed=0)
+        tokens = time.perf_counter()
+        audio = model.decode(codes)
+        end = time.perf_counter()
+        assert audio.shape[-1] == codes.shape[-1] * model.codec.hop_length
+        out[f"{name}_s"] = end - start
+        out[f"{name}_tokens_s"] = tokens - start
+        out[f"{name}_decode_s"] = end - tokens
+        if name == "first":
+            out["peak_first_gb"] = mx.get_peak_memory() / 1e9
+    out["to_first_audio_s"] = out["import_s"] + out["load_s"] + out["first_s"]
+    out["first_over_second"] = out["first_s"] / out["second_s"]
+    return out
+
+
+def child_transformers(args) -> dict:
+    """One fresh process of transformers on the same directory: import, load, two generations."""
+    import torch
+    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+
+    out = {"import_s": time.perf_counter() - STARTED}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    dtype = getattr(torch, args.dtype)
+    model = MusicgenForConditionalGeneration.from_pretrained(args.checkpoint, dtype=dtype)
+    model = model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    out["load_s"] = time.perf_counter() - start
+    codec = model.config.audio_encoder
+    hop = int(torch.tensor(codec.upsampling_ratios).prod())
+    frames = round(args.duration * codec.sampling_rate / hop)
+    for name in ("first", "second"):
+        start = time.perf_counter()
+        inputs = tokenizer([PROMPT], padding=True, return_tensors="pt").to(device)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            audio = model.generate(
+                **inputs,
+                do_sample=True,
+                guidance_scale=3.0,
+                top_k=250,
+                max_new_tokens=frames + model.decoder.num_codebooks - 1,
+            )
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out[f"{name}_s"] = time.perf_counter() - start
+        assert audio.shape[-1] == frames * hop, audio.shape
+    out["to_first_audio_s"] = out["import_s"] + out["load_s"] + out["first_s"]
+    out["first_over_second"] = out["first_s"] / out["second_s"]
+    return out
+
+
+def fresh(argv: list[str], env: dict | None = None, timeout: float = 900) -> tuple[float, dict]:
+    """Run a fresh process; (wall seconds, its RESULT json or the error)."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    wall = time.perf_counter() - start
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return wall, json.loads(line[7:])
+    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+    return wall, {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+
+
+def write_checkpoint(path: Path, size: str) -> Path:
+    """A random MusicGen checkpoint at musicgen-small's (or the tests' tiny) shapes, written by
+    transformers' save_pretrained with tokenizer files, as the hub repos lay it out."""
+    sys.path.insert(0, str(ROOT))
+    from tests.musicgen import checkpoints as c
+
+    if (path / "config.json").is_file():
+        return path
+    if size == "tiny":
+        return c.write_tiny_musicgen(path)
+    config = c.musicgen_config(c.SMALL_T5, c.SMALL_ENCODEC, c.SMALL_DECODER)
+    return c.write_musicgen(path, config, scale="small")
+
+
+def versions() -> dict:
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "command": " ".join(sys.argv)}  # fmt: skip
+    probe = ("import json, mlx.core as mx; print(json.dumps({'mlx': mx.__version__, "
+             "'device': str(mx.default_device())}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    info.update(json.loads(done.stdout or "{}"))
+    try:
+        import torch
+        import transformers
+
+        info |= {"torch": torch.__version__, "transformers": transformers.__version__}
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return info
+
+
+def run_all(args, mlx_version: str) -> list[dict]:
+    checkpoint = write_checkpoint(Path(args.checkpoint), args.size)
+    work = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    cache = Path(args.kernel_cache) if args.kernel_cache else work / "kernels"
+    # MLX_PTX_CACHE_DIR: the folder musicgen picks under MLX_RAG_KERNEL_CACHE, named for MLX
+    # itself too, so that a version without that setting caches there as well.
+    env = dict(os.environ, MLX_RAG_KERNEL_CACHE=str(cache), PYTHONUNBUFFERED="1",
+               MLX_PTX_CACHE_DIR=str(cache / f"mlx-{mlx_version}"))  # fmt: skip
+    me = [sys.executable, str(Path(__file__).resolve()), "--checkpoint", str(checkpoint),
+          "--duration", str(args.duration), "--dtype", args.dtype]  # fmt: skip
+    rows = []
+
+    def record(label: str, wall: float, result: dict) -> None:
+        rows.append({"run": label, "wall_s": wall} | result)
+        print(json.dumps(rows[-1]), flush=True)
+
+    if "ours" in args.impl:
+        for quantize in args.quantize:
+            q = ["--quantize", str(quantize)] if quantize else []
+            tag = f"ours {args.dtype}" + (f" q{quantize}" if quantize else "")
+            if quantize == args.quantize[0] and not args.kernel_cache:
+                record(f"{tag}, empty kernel cache", *fresh([*me, "--child", "ours", *q], env))
+            for i in range(args.runs):
+                record(f"{tag}, run {i + 1}", *fresh([*me, "--child", "ours", *q], env))
+    if "cli" in args.impl:
+        command = [*MLX_RAG, "music", "generate", PROMPT, "--model", str(checkpoint),
+                   "--duration", str(args.duration), "--seed", "0", "--overwrite",
+                   "--output", str(work / "track.wav")]  # fmt: skip
+        for i in range(args.runs):
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - start
+            result = {} if done.returncode == 0 else {"error": done.stderr.strip()[-400:]}
+            record(f"cli music generate, run {i + 1}", wall, result)
+    if "transformers" in args.impl:
+        for i in range(args.reference_runs):
+            record(f"transformers {args.dtype}, run {i + 1}",
+                   *fresh([*me, "--child", "transformers"], env))  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    cols = [("wall_s", "wall s"), ("import_s", "import s"), ("load_s", "load s"),
+            ("first_s", "1st gen s"), ("first_tokens_s", "1st tokens s"),
+            ("first_decode_s", "1st EnCodec s"), ("second_s", "2nd gen s"),
+            ("other_s", "other prompt+duration s"), ("to_first_audio_s", "to 1st audio s"),
+            ("first_over_second", "1st / 2nd"), ("peak_first_gb", "peak GB")]  # fmt: skip
+    lines = ["| run | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = [f"{r[k]:.2f}" if isinstance(r.get(k), float) else "-" for k, _ in cols]
+        note = f" ({r['error']})" if "error" in r else ""
+        lines.append(f"| {r['run']}{note} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkpoint",
+        default=str(Path(tempfile.gettempdir()) / "musicgen-cold"),
+        help="checkpoint folder (written there first if it holds none)",
+    )
+    parser.add_argument("--size", default="small", choices=["small", "tiny"])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--quantize", type=int, nargs="+", default=[0], choices=[0, 4, 8])
+    parser.add_argument("--impl", nargs="+", default=["ours", "cli", "transformers"],
+                        choices=["ours", "cli", "transformers"])  # fmt: skip
+    parser.add_argument("--runs", type=int, default=2, help="fresh processes with a warm cache")
+    parser.add_argument("--reference-runs", type=int, default=1)
+    parser.add_argument("--kernel-cache", help="a kernel cache folder to keep using (default: a "
+                        "new one, first measured empty)")  # fmt: skip
+    parser.add_argument("--json", help="write versions and rows to this file")
+    parser.add_argument("--child", choices=["ours", "transformers"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.quantize = args.quantize[0]
+        result = (child_ours if args.child == "ours" else child_transformers)(args)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    info = versions()
+    print(json.dumps(info), flush=True)
+    rows = run_all(args, info.get("mlx", "unknown"))
+    print()
+    print(", ".join(f"{k} {v}" for k, v in info.items()))
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"versions": info, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

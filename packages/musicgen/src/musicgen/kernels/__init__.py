@@ -1,0 +1,98 @@
+"""Fused CUDA kernels for the decoder's compiled decoding step.
+
+On CUDA a decoding step of a few rows is bound by the number of kernels it launches, not by the
+bytes it reads, so the compiled path (``StaticCache``) replaces each layer's ~20 small kernels
+with 8, and the heads and the sampling of every step with 2 (``docs/performance.md``):
+
+- ``fused_linear`` (``musicgen.kernels.linear``): layer norm + matrix-vector product
+  (+ activation) (+ residual) in one kernel, for up to ``MAX_ROWS`` rows (batch x CFG branches
+  x positions), with float weights or 4-/8-bit quantized ones (``nn.QuantizedLinear``).
+- ``cached_attention`` (``musicgen.kernels.attention``): self-attention of a few query
+  positions with an online softmax. It reads the past keys and values from the cache, the new
+  ones from the fused projection, and writes the new ones into the cache *in place*: no slice
+  update, no copy of the cache, no mask. ``attention`` is the same kernel for cross-attention.
+- ``heads`` and ``sample`` (``musicgen.kernels.sampling``): the final layer norm and every
+  codebook's head in one kernel; classifier-free guidance, temperature, top-k and the random
+  draw (MLX's own random bits, computed in the kernel) in another, for any batch.
+
+Every kernel is compiled once per shape family by NVRTC into a binary for the GPU and kept on
+disk (``musicgen.kernels.compiler``, in ``kernel_cache_dir()``); ``persist_compiled_kernels``
+points MLX's own kernel cache at the same folder. A fresh process then loads them in
+milliseconds instead of compiling them again.
+
+Elsewhere (CPU, Metal) and for shapes the kernels do not cover, the decoder keeps its plain MLX
+operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlx.core as mx
+
+from musicgen.kernels.attention import (
+    attention,
+    attention_fits,
+    cached_attention,
+)
+from musicgen.kernels.compiler import CACHE_ENV, build, compiler_available, kernel_cache_dir
+from musicgen.kernels.linear import (
+    MAX_ROWS,
+    activation_fits,
+    fused_linear,
+    linear_fits,
+)
+from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
+
+
+def available() -> bool:
+    """Whether the fused kernels can run: MLX's CUDA backend on the default device, NVRTC to
+    compile them, and ``MUSICGEN_KERNELS`` is not ``0``."""
+    if os.environ.get("MUSICGEN_KERNELS", "1") == "0":
+        return False
+    return mx.cuda.is_available() and mx.default_device() == mx.gpu and compiler_available()
+
+
+def persist_compiled_kernels() -> Path | None:
+    """Keep the CUDA kernels MLX compiles (its own and these) in ``kernel_cache_dir()``.
+
+    MLX's CUDA backend keeps the kernels it compiles for its own operations in
+    ``MLX_PTX_CACHE_DIR`` (by default a folder under /tmp, often emptied at boot). Unless that
+    variable is already set, this sets it for the process, before the first kernel is compiled,
+    and returns the folder; None where nothing changed (no CUDA, cache turned off, folder not
+    writable). Later processes then load the kernels instead of compiling them.
+    """
+    if "MLX_PTX_CACHE_DIR" in os.environ or not mx.cuda.is_available():
+        return None
+    folder = kernel_cache_dir()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK):
+        return None
+    os.environ["MLX_PTX_CACHE_DIR"] = str(folder)
+    return folder
+
+
+__all__ = [
+    "CACHE_ENV",
+    "MAX_ROWS",
+    "activation_fits",
+    "attention",
+    "attention_fits",
+    "available",
+    "build",
+    "cached_attention",
+    "fused_linear",
+    "heads",
+    "heads_fit",
+    "kernel_cache_dir",
+    "linear_fits",
+    "persist_compiled_kernels",
+    "sample",
+    "sampler_fits",
+]

@@ -1,0 +1,203 @@
+"""Attention kernels: cross-attention, and self-attention over a StaticCache written in place.
+
+One block per (row, query position, head), 8 warps with an online softmax each, merged at the
+end. Self-attention reads the past keys and values from the cache and the new ones straight from
+the fused QKV projection, and writes the new ones into the cache *in place* (through MLX's input
+pointer: the buffers belong to the StaticCache for the whole generation and nothing else reads
+or writes them). MLX does not see the write, so the order of the calls on one cache comes from
+the data: each call outputs the next position, and the next call on that layer's cache takes it.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from musicgen.kernels.compiler import DTYPES, THREADS, build
+
+# One block per (row b, query i, head h); 8 warps share the keys, each with an online softmax
+# (lane j scores key base + j, then the warp accumulates the values with its lanes across the
+# head dimension, one vector load per lane and key); the warps' partial results are merged at
+# the end.
+# SELF: queries, new keys and values come from the fused projection qkv (B, L, 3, H, D); keys
+# before `position` come from the cache, and block (b, i, h) writes key/value `position + i`.
+_ATTENTION = """
+  constexpr int WARPS = THREADS / 32;
+  constexpr int PER_LANE = D / 32;
+  constexpr int VEC = 16 / sizeof(T);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int H = NUM_HEADS, S = CACHE_LENGTH, L = LENGTH;
+  const int h = blockIdx.x % H;
+  const int i = (blockIdx.x / H) % L;
+  const int b = blockIdx.x / (H * L);
+#if SELF
+  const int pos = position[0];
+  const int count = pos + i + 1;
+  const T* query = q + ((size_t)(b * L + i) * 3 * H + h) * D;
+  const size_t new_stride = (size_t)3 * H * D;  // between positions of the new keys
+  const T* new_keys = q + ((size_t)(b * L) * 3 * H + H + h) * D;
+  const T* new_values = new_keys + (size_t)H * D;
+#else
+  const int count = S;
+  const T* query = q + ((size_t)(b * L + i) * H + h) * D;
+#endif
+  const size_t head = (size_t)(b * H + h) * S * D;
+  const T* past_keys = keys + head;
+  const T* past_values = values + head;
+#if SELF
+  if (blockIdx.x == 0 && threadIdx.x == 0) next_position[0] = pos + L;
+  if (threadIdx.x < D) {  // the new key and value, written in place (see musicgen.kernels)
+    const size_t at = (size_t)(pos + i) * D + threadIdx.x;
+    const size_t from = (size_t)i * new_stride + threadIdx.x;
+    const_cast<T*>(past_keys)[at] = new_keys[from];
+    const_cast<T*>(past_values)[at] = new_values[from];
+  }
+#endif
+  // The scaled query in shared memory (read by every lane at once), not in each thread's
+  // registers: fewer registers, more blocks in flight when the batch is large.
+  __shared__ float qs[D];
+  for (int d = threadIdx.x; d < D; d += THREADS) qs[d] = to_float(query[d]) * SCALE;
+  __syncthreads();
+  struct alignas(PER_LANE * sizeof(T)) LaneValues { T v[PER_LANE]; };
+  float m = -INFINITY, l = 0.0f, acc[PER_LANE];
+#pragma unroll
+  for (int e = 0; e < PER_LANE; ++e) acc[e] = 0.0f;
+  for (int base = warp * 32; base < count; base += THREADS) {
+    const int t = base + lane;
+    float s = -INFINITY;
+    if (t < count) {
+#if SELF
+      const T* key = t < pos ? past_keys + (size_t)t * D : new_keys + (t - pos) * new_stride;
+#else
+      const T* key = past_keys + (size_t)t * D;
+#endif
+      float dot = 0.0f;
+#pragma unroll
+      for (int c = 0; c < D / VEC; ++c) {
+        const Pack<T> p = load_pack(key + c * VEC);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) dot += qs[c * VEC + e] * to_float(p.v[e]);
+      }
+#if HAS_BIAS
+      dot += to_float(bias[(size_t)b * S + t]);
+#endif
+      s = dot;
+    }
+    const float m_new = fmaxf(m, warp_max(s));
+    const float correction = __expf(m - m_new);
+    const float p = t < count ? __expf(s - m_new) : 0.0f;
+    l = l * correction + warp_sum(p);
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) acc[e] *= correction;
+    const int n = min(32, count - base);
+#pragma unroll 8  // several value loads in flight, not one per iteration
+    for (int j = 0; j < n; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, p, j);
+      const int tj = base + j;
+#if SELF
+      const T* value = tj < pos ? past_values + (size_t)tj * D
+                                : new_values + (tj - pos) * new_stride;
+#else
+      const T* value = past_values + (size_t)tj * D;
+#endif
+      const LaneValues vv = *reinterpret_cast<const LaneValues*>(value + lane * PER_LANE);
+#pragma unroll
+      for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
+    }
+    m = m_new;
+  }
+  __shared__ float part_m[WARPS], part_l[WARPS], part_acc[WARPS][D];
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_l[warp] = l;
+  }
+#pragma unroll
+  for (int e = 0; e < PER_LANE; ++e) part_acc[warp][lane * PER_LANE + e] = acc[e];
+  __syncthreads();
+  if (threadIdx.x < D) {
+    float top = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) top = fmaxf(top, part_m[w]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) {
+      const float f = part_m[w] == -INFINITY ? 0.0f : __expf(part_m[w] - top);
+      num += part_acc[w][threadIdx.x] * f;
+      den += part_l[w] * f;
+    }
+    out[((size_t)(b * L + i) * H + h) * D + threadIdx.x] = from_float<T>(num / den);
+  }
+"""
+
+
+def attention_fits(head_dim: int, dtype: mx.Dtype) -> bool:
+    """Whether ``attention`` covers heads of ``head_dim`` in ``dtype``."""
+    return dtype in DTYPES and head_dim % 32 == 0 and head_dim <= 128
+
+
+def attention(
+    queries: mx.array,
+    keys: mx.array,
+    values: mx.array,
+    *,
+    scale: float,
+    bias: mx.array | None = None,
+) -> mx.array:
+    """Cross-attention of L query positions per row -> (B, L, H x D).
+
+    ``queries`` (B, L, H x D) attend to all S ``keys``/``values`` (B, H, S, D), with the
+    additive ``bias`` (B, 1, 1, S) when given.
+    """
+    return _attention(queries, keys, values, scale, bias=bias)[0]
+
+
+def cached_attention(
+    qkv: mx.array, keys: mx.array, values: mx.array, position: mx.array, *, scale: float
+) -> tuple[mx.array, mx.array]:
+    """Self-attention over a cache -> ((B, L, H x D) output, next position).
+
+    ``qkv`` is the fused projection (B, L, 3 x H x D) of L new positions; query i attends
+    causally to the cache's first ``position`` (int32 (1,)) keys and the new keys up to its
+    own, and the new keys and values are written into ``keys``/``values`` (B, H, S, D) at
+    ``position`` .. ``position + L - 1`` in place. The next position (``position + L``) is
+    an output of the same kernel: the next call on this cache must take it, which orders that
+    call's reads after this call's writes.
+    """
+    return tuple(_attention(qkv, keys, values, scale, position=position))
+
+
+def _attention(queries, keys, values, scale, *, position=None, bias=None) -> list[mx.array]:
+    batch, heads, _, head_dim = keys.shape
+    length = queries.shape[1]
+    inputs = [queries, keys, values]
+    shapes, dtypes = [(batch, length, heads * head_dim)], [queries.dtype]
+    if position is not None:
+        inputs.append(position)
+        shapes.append((1,))
+        dtypes.append(mx.int32)
+    if bias is not None:
+        inputs.append(bias)
+    self_attention, has_bias = position is not None, bias is not None
+    names = ["q", "keys", "values"] + ["position"] * self_attention + ["bias"] * has_bias
+    outputs = (("out", queries.dtype),) + ((("next_position", mx.int32),) if self_attention else ())
+    kernel = build(
+        "attention",
+        _ATTENTION,
+        tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
+        outputs,
+        (("int", "NUM_HEADS"), ("int", "CACHE_LENGTH"), ("int", "LENGTH")),
+        SELF=int(self_attention),
+        HAS_BIAS=int(has_bias),
+        SCALE=float(scale),
+        T=queries.dtype,
+        D=head_dim,
+        THREADS=THREADS,
+    )
+    return kernel(
+        inputs,
+        output_shapes=shapes,
+        output_dtypes=dtypes,
+        grid=(batch * length * heads * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
+        scalars=(heads, keys.shape[2], length),
+    )
