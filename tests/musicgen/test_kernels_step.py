@@ -96,12 +96,15 @@ def test_a_kernel_is_compiled_once_and_then_read_from_the_cache(monkeypatch, tmp
 
 
 def test_samplers_describe_their_settings_for_the_fused_step():
-    assert make_sampler(0.7, 50, 0.0).settings == {"temperature": 0.7, "top_k": 50, "top_p": 0.0}
+    assert make_sampler(0.7, 50, 0.0).settings == {
+        "temperature": 0.7, "top_k": 50, "top_p": 0.0, "min_p": 0.0
+    }
     assert make_sampler(0.0).settings["temperature"] == 0
     assert kernels.sampler_fits(make_sampler(1.0, 250, 0.0).settings, 2048)
     assert not kernels.sampler_fits(make_sampler(1.0, 250, 0.9).settings, 2048)  # top-p
     assert not kernels.sampler_fits(None, 2048)  # a sampler of one's own
     assert not kernels.sampler_fits(make_sampler().settings | {"min_p": 0.1}, 2048)
+    assert not kernels.sampler_fits(make_sampler(1.0, 250, 0.0, 0.1).settings, 2048)  # min-p
 
 
 # The kernels themselves: on CUDA only.

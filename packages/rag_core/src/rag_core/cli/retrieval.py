@@ -3,35 +3,22 @@ rag_core.retrieval."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from rag_core.answer import MAX_SEED, Sampling, answer, citations
 from rag_core.cli import output
-from rag_core.cli.output import echo_json
+from rag_core.cli.output import display_path, echo_json
 from rag_core.cli.signals import exit_code, interrupted_by
+from rag_core.cli.store import STORE_OPTION, store_group
 from rag_core.errors import ModelUnavailableError, RagError
 from rag_core.retrieval import get_llm, ingest_paths, retrieve
 from rag_core.search import MAX_K, MODES
 
-STORE_OPTION = click.option(
-    "--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-    help="The store file (default: [store] path from the config).",
-)  # fmt: skip
-
 
 def note(message: str) -> None:
     output.note(f"Note: {message}")
-
-
-def display_path(path: str) -> str:
-    """`path` relative to the working directory when it lies below it."""
-    try:
-        return os.path.relpath(path) if Path(path).is_relative_to(Path.cwd()) else path
-    except ValueError:
-        return path
 
 
 def location(passage: dict) -> str:
@@ -165,7 +152,5 @@ def _snippet(text: str, limit: int = 300) -> str:
 
 def add_commands(cli: click.Group) -> None:
     """Attach the retrieval commands and the `store` group to the root CLI group."""
-    from rag_core.cli.store import store_group
-
     for command in (ingest_command, search_command, ask_command, store_group):
         cli.add_command(command)

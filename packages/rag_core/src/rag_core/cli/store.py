@@ -7,18 +7,26 @@ from pathlib import Path
 
 import click
 
-from rag_core.cli.output import echo_json, echo_table
-from rag_core.cli.retrieval import STORE_OPTION, display_path, note
+from rag_core.cli import output
+from rag_core.cli.output import display_path, echo_json, echo_table
 from rag_core.errors import RagError, StoreError
 from rag_core.registry import format_bytes
 from rag_core.retrieval import open_store, remove_documents, store_path
 
+STORE_OPTION = click.option(
+    "--store", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="The store file (default: [store] path from the config).",
+)  # fmt: skip
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 ACCESS = {
     "read-write": "read-write",
     "read-only": "read-only",
     "immutable": "read-only (its folder cannot be written: opened as immutable)",
 }
+
+
+def note(message: str) -> None:
+    output.note(f"Note: {message}")
 
 
 def plural(n: int, word: str) -> str:
