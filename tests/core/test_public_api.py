@@ -13,7 +13,7 @@ PLUGIN_API = [  # what the musicgen plugin uses, by area
     "PipelineState", "get_config", "home_dir", "resolve_model_path", "looks_like_repo_id",
     "retrieve", "ingest_paths", "get_llm", "LanguageModel", "STOP_WORDS",
     "note", "progress_bar", "is_quiet", "short", "exit_code", "interrupted_by",  # CLI
-    "read_json", "Fields", "HTTPError",  # server
+    "read_json", "Fields", "HTTPError", "job_accepted",  # server
     "RagError", "ConfigError", "ModelNotFoundError", "ModelKindError", "ModelUnavailableError",
     "PipelineError",
 ]  # fmt: skip

@@ -11,9 +11,9 @@ This top level is the whole API a plugin needs: the hooks and what they register
 pipelines and jobs, the config and the data dir (``home_dir``), the hub (``resolve_model_path``,
 ``looks_like_repo_id``), retrieval and the LLM (``retrieve``, ``ingest_paths``, ``get_llm``),
 the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``exit_code``,
-``interrupted_by``), the server's request helpers (``read_json``, ``Fields``, ``HTTPError``)
-and the errors. Helpers that would slow ``import rag_core`` (the CLI, the store) load on first
-use.
+``interrupted_by``), the server's (``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``)
+and the errors. Helpers that would slow ``import rag_core`` (the CLI, the store, the web stack)
+load on first use.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ _LAZY = {
     "get_llm": "rag_core.retrieval",
     "LanguageModel": "rag_core.answer",
     "STOP_WORDS": "rag_core.search",
+    "job_accepted": "rag_core.server.api",  # imports the web stack
 }
 
 
@@ -129,6 +130,7 @@ __all__ = [
     "ingest_paths",
     "interrupted_by",
     "is_quiet",
+    "job_accepted",
     "load_config",
     "looks_like_repo_id",
     "model_lane",
