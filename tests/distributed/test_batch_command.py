@@ -206,3 +206,20 @@ def test_the_sidecars_reproduce_command_gives_the_same_track(jobs, tmp_path, tin
     result = CliRunner().invoke(cli, args[1:])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "again.wav").read_bytes() == (out / "rain.wav").read_bytes()
+
+
+def test_config_defaults_apply_but_a_configured_seed_leaves_jobs_their_own(tmp_path,
+                                                                          tiny_checkpoint):
+    """[tools.music] sets the jobs' defaults (min_p here); its seed is for single tracks: a
+    job has its own seed, given or derived."""
+    config = tmp_path / "config.toml"
+    config.write_text("[tools.music]\nseed = 9\nmin_p = 0.2\n")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "prompt": "calm"}])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["--config", str(config), "music", "batch", str(jobs),
+                                      "--out", str(out), "--model", str(tiny_checkpoint),
+                                      "--duration", "0.2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "a.wav.json").read_text())
+    assert sidecar["parameters"]["min_p"] == 0.2 and sidecar["batch"]["seed_given"] is False
+    assert sidecar["seed"] != 9

@@ -53,7 +53,9 @@ class Options:
     quantize: int | None = None
     dtype: str = "auto"
 
-    NAMES = (*GENERATION, "model", "format", "normalize", "quantize", "dtype")
+    # Their flat names: the generation options but the seed, and the others.
+    NAMES = (*(n for n in GENERATION if n != "seed"), "model", "format", "normalize", "quantize",
+             "dtype")  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.generation.seed is not None:
