@@ -37,8 +37,9 @@ def note(message: str) -> None:
     """A note on stderr, unless quiet; above the progress bar when one is showing."""
     if is_quiet():
         return
-    if _bars:
+    if _bars and not _bars[-1].disable:  # a bar is showing: print above it
         _bars[-1].write(message, file=sys.stderr)
+        sys.stderr.flush()
     else:
         click.echo(message, err=True)
 
