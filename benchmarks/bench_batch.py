@@ -43,7 +43,7 @@ def in_process(jobs: Path, checkpoint: Path, work: Path, batch_sizes: list[int],
     """Throughput of run_batch at each batch size, model already loaded."""
     from musicgen.plugin.batch import Options, Settings, run_batch
 
-    options = Options(model=str(checkpoint), duration=duration)
+    options = Options.of(model=str(checkpoint), duration=duration)
     warm = write_jobs(work / "warm.jsonl", 2, duration)
     run_batch(Settings(warm, work / "warm", options, batch_size=2))
     rows = []

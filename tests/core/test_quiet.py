@@ -9,7 +9,7 @@ from rag_core.cli import cli
 NOTES_PLUGIN = """
 import click
 from rag_core import hookimpl
-from rag_core.cli.output import note
+from rag_core import note
 
 @hookimpl
 def register_commands(cli):
@@ -43,3 +43,19 @@ def test_quiet_silences_the_notes_only(fake_plugins, monkeypatch, how):
     assert result.exit_code == 0, result.output
     assert result.stdout == "the result\n"
     assert result.stderr == "Warning: a warning stays\n"
+
+
+def test_a_note_prints_above_a_showing_progress_bar_and_not_when_quiet(capsys, monkeypatch):
+    from rag_core import note, progress_bar
+
+    with progress_bar("work", enabled=True, unit="step") as report:
+        report(1, 4)
+        note("halfway there")
+        report(4, 4)
+    err = capsys.readouterr().err
+    assert "halfway there\n" in err and "work" in err  # the line, and the bar around it
+    monkeypatch.setenv("MLX_RAG_QUIET", "1")
+    with progress_bar("work") as report:
+        report(1, 4)
+        note("unseen")
+    assert capsys.readouterr().err == ""

@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 from rag_core import (
+    ModelKindError,
     ModelNotFoundError,
     ModelPattern,
     ModelRegistry,
@@ -220,6 +221,23 @@ def test_eviction_frees_mlx_memory():
     registry.get("m/two")
     assert [s.id for s, _ in registry.loaded()] == ["m/two"]
     assert mx.get_active_memory() - before < 9 * MIB
+
+
+def test_get_and_spec_check_the_kind_before_loading():
+    loader = CountingLoader()
+    registry = ModelRegistry()
+    registry.register(ModelSpec("org/llm", "llm", loader, aliases=("chat",)))
+    assert registry.get("chat", kind="llm") == {"source": "org/llm"}
+    registry.unload("org/llm")
+    with pytest.raises(ModelKindError, match="Model 'chat' is of kind 'llm', but kind 'music' "
+                       r"is needed here: choose one from `mlx-rag models list --kind music`"):
+        registry.get("chat", kind="music")
+    assert loader.calls == ["org/llm"] and not registry.is_loaded("org/llm")
+    with pytest.raises(ModelNotFoundError):  # a ModelKindError is one
+        registry.spec("chat", kind="embedding")
+    assert registry.spec("chat", kind="llm").id == "org/llm"
+    with pytest.raises(ModelNotFoundError, match="Unknown model 'nope'"):
+        registry.get("nope", kind="llm")
 
 
 def test_specs_filter_and_sort():

@@ -7,7 +7,7 @@ import json
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from musicgen.plugin.batch.runner import read_sidecar
+from musicgen.plugin.batch.manifest import read_sidecar
 from rag_core.cli import cli
 
 from tests.distributed.conftest import audio_bytes, manifest, write_jobs
@@ -129,8 +129,8 @@ def test_bad_lines_are_reported_with_line_numbers_and_skipped(tmp_path, tiny_che
     assert f"{jobs}:2: not valid JSON" in result.output
     assert f"{jobs}:3: unknown field 'colour'" in result.output
     assert f"{jobs}:4: duration must be > 0 seconds" in result.output
-    assert (f"{jobs}:7: model 'sentence-transformers/all-MiniLM-L6-v2' is a model of kind "
-            "'embedding', not a music model") in result.output
+    assert (f"{jobs}:7: Model 'sentence-transformers/all-MiniLM-L6-v2' is of kind 'embedding', "
+            "but kind 'music' is needed here") in result.output
     assert "Skipped 4 bad lines: 2, 3, 4, 7." in result.output
     # Line 6 names a hub repo the registry's pattern accepts: it fails when loading (offline).
     assert [e["line"] for e in manifest(out)] == [1, 5]
@@ -188,7 +188,7 @@ def test_the_sidecar_check_needs_the_audio_and_the_same_hash(tmp_path, tiny_chec
     jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "prompt": "calm", "seed": 1}])
     out = tmp_path / "out"
     assert run(jobs, out, tiny_checkpoint).exit_code == 0
-    job = read_jobs(jobs, Options(model=str(tiny_checkpoint), duration=0.2)).jobs[0]
+    job = read_jobs(jobs, Options.of(model=str(tiny_checkpoint), duration=0.2)).jobs[0]
     assert read_sidecar(job, out) is not None
     (out / "a.wav").unlink()
     assert read_sidecar(job, out) is None
@@ -206,3 +206,20 @@ def test_the_sidecars_reproduce_command_gives_the_same_track(jobs, tmp_path, tin
     result = CliRunner().invoke(cli, args[1:])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "again.wav").read_bytes() == (out / "rain.wav").read_bytes()
+
+
+def test_config_defaults_apply_but_a_configured_seed_leaves_jobs_their_own(tmp_path,
+                                                                          tiny_checkpoint):
+    """[tools.music] sets the jobs' defaults (min_p here); its seed is for single tracks: a
+    job has its own seed, given or derived."""
+    config = tmp_path / "config.toml"
+    config.write_text("[tools.music]\nseed = 9\nmin_p = 0.2\n")
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{"id": "a", "prompt": "calm"}])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["--config", str(config), "music", "batch", str(jobs),
+                                      "--out", str(out), "--model", str(tiny_checkpoint),
+                                      "--duration", "0.2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "a.wav.json").read_text())
+    assert sidecar["parameters"]["min_p"] == 0.2 and sidecar["batch"]["seed_given"] is False
+    assert sidecar["seed"] != 9

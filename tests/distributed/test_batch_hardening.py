@@ -42,11 +42,11 @@ def test_sidecars_with_the_old_names_count_as_finished(tmp_path, tiny_checkpoint
 
 
 def test_ctrl_c_says_what_finished_and_how_to_resume(tmp_path, tiny_checkpoint, monkeypatch):
-    import musicgen.plugin.batch.runner as runner
+    from musicgen import MusicGen
 
     jobs, out = write_jobs(tmp_path / "jobs.jsonl", JOBS), tmp_path / "out"
     calls = []
-    generate = runner.generate_codes
+    generate = MusicGen.generate_tokens
 
     def interrupted_second_batch(*args, **kwargs):
         calls.append(1)
@@ -54,7 +54,7 @@ def test_ctrl_c_says_what_finished_and_how_to_resume(tmp_path, tiny_checkpoint, 
             raise KeyboardInterrupt
         return generate(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "generate_codes", interrupted_second_batch)
+    monkeypatch.setattr(MusicGen, "generate_tokens", interrupted_second_batch)
     result = batch(jobs, out, tiny_checkpoint)
     assert result.exit_code == 130
     assert result.stderr.endswith(
@@ -65,7 +65,7 @@ def test_ctrl_c_says_what_finished_and_how_to_resume(tmp_path, tiny_checkpoint, 
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("manifest.")) == [
         "j0.wav", "j0.wav.json"]
 
-    monkeypatch.setattr(runner, "generate_codes", generate)
+    monkeypatch.setattr(MusicGen, "generate_tokens", generate)
     result = batch(jobs, out, tiny_checkpoint)
     assert "(2 generated now, 1 already done)" in result.output, result.output
 

@@ -1,26 +1,24 @@
-"""A job's codes depend on its prompt and seed only, not on the batch it is generated in."""
+"""A job's codes depend on its prompt and seed only, not on the batch it is generated in: the
+batch runner makes one ``generate_tokens`` call per batch with one seed per job."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import mlx.core as mx
 import numpy as np
-from musicgen.plugin.batch.generate import generate_codes
-from musicgen.plugin.tool import Sampling
+from musicgen import GenerationOptions
 
 PROMPTS = ["lofi piano, rain", "epic brass with drums", "calm", "the rain with a calm piano"]
 SEEDS = [11, 12, 13, 14]
-SAMPLING = Sampling(duration=0.4, guidance_scale=3.0, top_k=0, top_p=0.0, temperature=1.0)
-OPTIONS = asdict(SAMPLING)
+OPTIONS = GenerationOptions(duration=0.4, top_k=0)
 
 
-def codes(model, prompts, seeds):
-    return np.array(generate_codes(model, prompts, seeds, SAMPLING))
+def codes(model, prompts, seeds, progress=None):
+    """What the runner generates for a batch of jobs with these prompts and seeds."""
+    return np.array(model.generate_tokens(prompts, OPTIONS.replace(seed=seeds), progress=progress))
 
 
 def test_a_batch_of_one_is_generate_tokens_with_that_seed(tiny_musicgen):
-    expected = tiny_musicgen.generate_tokens(PROMPTS[1], seed=12, **OPTIONS)
+    expected = tiny_musicgen.generate_tokens(PROMPTS[1], OPTIONS, seed=12)
     assert np.array_equal(codes(tiny_musicgen, PROMPTS[1:2], [12]), np.array(expected))
 
 
@@ -33,7 +31,7 @@ def test_codes_do_not_depend_on_the_batch_composition(tiny_musicgen):
     assert len({row.tobytes() for row in together}) == len(PROMPTS)
     # The model's own batched sampling draws from one key for the whole batch, so there a
     # prompt's codes change with its neighbours: the reason batch jobs keep their own keys.
-    mixed = np.array(tiny_musicgen.generate_tokens(PROMPTS, seed=11, **OPTIONS))
+    mixed = np.array(tiny_musicgen.generate_tokens(PROMPTS, OPTIONS, seed=11))
     assert not np.array_equal(mixed[1:], together[1:])
 
 
@@ -44,8 +42,10 @@ def test_decoding_a_batch_matches_decoding_each_job(tiny_musicgen):
         assert np.array_equal(audio[i], np.array(tiny_musicgen.decode(together[i: i + 1]))[0])
 
 
-def test_progress_is_reported_per_step_up_to_one(tiny_musicgen):
-    fractions = []
-    together = np.array(generate_codes(tiny_musicgen, PROMPTS, SEEDS, SAMPLING, fractions.append))
+def test_progress_is_reported_per_step_up_to_the_total(tiny_musicgen):
+    reports = []
+    together = codes(tiny_musicgen, PROMPTS, SEEDS, lambda done, total: reports.append((done,
+                                                                                         total)))
     assert np.array_equal(together, codes(tiny_musicgen, PROMPTS, SEEDS))
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [done for done, _ in reports] == list(range(1, len(reports) + 1))
+    assert {total for _, total in reports} == {len(reports)}

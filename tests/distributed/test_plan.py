@@ -9,7 +9,7 @@ from musicgen.plugin.batch.plan import Agreement, PlanError, assign, build_plan,
 
 def job(line, duration=1.0, **options):
     return parse_job(f'{{"prompt": "p{line}", "seed": {line}, "duration": {duration}}}', line,
-                     Options(**options))
+                     Options.of(**options))
 
 
 def ids(batches):

@@ -65,6 +65,18 @@ def test_audio_comes_before_generation_ends(tiny_model, monkeypatch):
     assert len(seen_at) == 6
 
 
+def test_stream_reports_progress_as_generate_tokens_does(tiny_model):
+    streamed, generated = [], []
+    chunks = tiny_model.stream("calm", duration=0.4, seed=2, chunk_frames=5,
+                               progress=lambda done, total: streamed.append((done, total)))
+    first = next(chunks)
+    assert first.shape[2] > 0 and streamed[-1][0] < streamed[-1][1]  # reported as it goes
+    list(chunks)
+    tiny_model.generate_tokens("calm", duration=0.4, seed=2,
+                               progress=lambda done, total: generated.append((done, total)))
+    assert streamed == generated and streamed[-1] == (23, 23)
+
+
 def test_streaming_a_continuation_and_a_long_piece(tiny_model, monkeypatch):
     audio = tune(0.3, seed=2)
     options = {"duration": 0.7, "seed": 8}

@@ -12,6 +12,7 @@ import musicgen.plugin.cli
 import numpy as np
 import pytest
 from musicgen.plugin.demo import DEFAULT_QUESTION
+from musicgen.plugin.models import default_dtype
 from musicgen.plugin.smoke import NOTICE, SMOKE_ID
 
 from tests.plugin.helpers import MLX_RAG, files_in, read_audio, subprocess_env
@@ -26,7 +27,9 @@ def test_generate_with_every_option(cli, tiny, out):
     record = json.loads(result.stdout)
     assert record["prompt"] == "Lofi piano, rain" and record["prompt_source"]["builder"] == "given"
     assert record["parameters"] == {"duration": 0.5, "guidance_scale": 2.0, "top_k": 10,
-                                    "top_p": 0.5, "temperature": 0.7, "normalize": "clip"}
+                                    "top_p": 0.5, "min_p": 0.0, "temperature": 0.7, "seed": 3,
+                                    "extend_stride": None, "normalize": "clip",
+                                    "dtype": default_dtype()}
     assert (record["seed"], record["format"]) == (3, "flac")
     assert f"Loading {tiny} ..." in result.stderr and "Generating 0.5 s" in result.stderr
     assert read_audio(out / "song.flac")[0].shape == (400, 1)
@@ -89,7 +92,10 @@ FAULTS = [
     (["--top-p", "1.5"], "Error: top_p must be in [0, 1]"),
     (["--top-k", "-2"], "Error: top_k must be an integer >= 0"),
     (["--temperature", "-1"], "Error: temperature must be >= 0"),
-    (["--seed", "-1"], "-1 is not in the range"),
+    (["--seed", "-1"], "Error: seed must be None or an integer in [0, 2**64)"),
+    (["--min-p", "2"], "Error: min_p must be in [0, 1]"),
+    (["--extend-stride", "40"], "Error: extend_stride must be between 0 and 30 seconds"),
+    (["--dtype", "float64"], "'float64' is not one of 'auto', 'float32', 'float16'"),
     (["--output", "song.mp3"], "must end in .wav, .flac or .ogg"),
     (["--normalize", "loud"], "'loud' is not one of"),
 ]

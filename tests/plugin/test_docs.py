@@ -6,8 +6,10 @@ import inspect
 import re
 from pathlib import Path
 
+from musicgen import GenerationOptions
 from musicgen.plugin.cli import music_group
-from musicgen.plugin.tool import run, sidecar
+from musicgen.plugin.sidecar import sidecar
+from musicgen.plugin.tool import run
 
 DOC = (Path(__file__).parents[2] / "docs" / "musicgen.md").read_text()
 
@@ -20,8 +22,8 @@ def test_every_tool_option_is_in_the_options_table():
 
 def test_every_sidecar_field_is_documented():
     record = {"prompt": "p", "model": "m", "seed": 1, "path": "/x/a.wav",
-              "parameters": {"duration": 1.0, "guidance_scale": 3.0, "top_k": 250,
-                             "top_p": 0.0, "temperature": 1.0, "normalize": "peak"}}
+              "parameters": {**GenerationOptions(duration=1.0, seed=1).to_dict(),
+                             "normalize": "peak", "dtype": "float32"}}
     for field in sidecar(record):
         assert f'"{field}"' in DOC, field
     for field in ("prompt_source", "model_source", "untrained", "notice", "duration",

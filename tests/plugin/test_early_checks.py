@@ -113,16 +113,16 @@ def test_short_prompts_are_not_cut(cli, out):
 
 
 def test_help_shows_each_commands_real_default_duration(cli):
+    from musicgen import GenerationOptions
     from musicgen.plugin.demo import DEFAULT_DURATION
-    from musicgen.plugin.tool import Sampling
 
     def duration_help(command: str) -> str:
         text = " ".join(cli("music", command, "--help").stdout.split())
-        return re.search(r"--duration SECONDS Length of the track \(default: ([\d.]+)\)", text)[1]
+        return re.search(r"--duration SECONDS Seconds of audio, .*? Default: ([\d.]+)\.", text)[1]
 
     assert float(duration_help("demo")) == DEFAULT_DURATION == 6
-    assert float(duration_help("generate")) == Sampling.duration
-    assert float(duration_help("batch")) == Sampling.duration
+    assert float(duration_help("generate")) == GenerationOptions().duration
+    assert float(duration_help("batch")) == GenerationOptions().duration
 
 
 def test_normalize_none_says_what_it_clips(cli, out, monkeypatch):

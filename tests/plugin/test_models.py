@@ -10,8 +10,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import rag_core
-from musicgen.plugin import float32_bytes, hub_config, is_musicgen_repo
 from musicgen.plugin.layout import checkpoint_shapes, parameter_count
+from musicgen.plugin.models import float32_bytes, hub_config, is_musicgen_repo
 from musicgen.plugin.smoke import (
     SMOKE_ID,
     VERSION,
@@ -31,7 +31,7 @@ def test_plugin_registers_models_patterns_tool_and_command(cli):
     assert record["status"] == "enabled", record["error"]
     assert record["models"] == ["facebook/musicgen-small", "facebook/musicgen-medium",
                                 "facebook/musicgen-large", SMOKE_ID]
-    assert record["patterns"] == ["musicgen-dir", "musicgen-hub", "musicgen-quantized"]
+    assert record["patterns"] == ["musicgen-dir", "musicgen-hub", "musicgen-variant"]
     assert record["tools"] == ["music"] and record["commands"] == ["music"]
     registry = rag_core.get_registry()
     small = registry.spec("musicgen-small")  # alias

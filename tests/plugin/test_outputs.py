@@ -7,16 +7,18 @@ import os
 import subprocess
 
 import pytest
+from musicgen import GenerationOptions
+from musicgen.plugin.options import TrackOptions
 from musicgen.plugin.prompt import MusicPrompt
-from musicgen.plugin.tool import Sampling, make_track
-from rag_core.errors import RagError
+from musicgen.plugin.track import make_track
+from rag_core import RagError
 
 from tests.plugin.helpers import files_in
 
 
 def track(tiny, output, **options) -> dict:
-    return make_track(MusicPrompt("calm piano", "given"), model=str(tiny), output=output,
-                      sampling=Sampling(duration=0.1), seed=1, **options)  # fmt: skip
+    return make_track(MusicPrompt("calm piano", "given"), GenerationOptions(duration=0.1, seed=1),
+                      TrackOptions(model=str(tiny), output=output, **options))
 
 
 def test_two_formats_of_one_name_keep_a_sidecar_each(cli, tiny, out):

@@ -9,11 +9,17 @@ from pathlib import Path
 import mlx.nn as nn
 import pytest
 from musicgen.errors import InvalidArgumentError
-from musicgen.plugin import quantized_id
+from musicgen.plugin.models import Precision, default_dtype, variant_id
 from musicgen.plugin.smoke import SMOKE_ID
 from rag_core import PipelineState, get_registry, get_tool
 
 from tests.plugin.helpers import files_in, read_audio
+
+
+def loaded_as(bits: int) -> str:
+    """The registry id the smoke checkpoint with a ``bits``-bit decoder is cached under, in
+    this device's default dtype ("musicgen-smoke@q4" on the CPU)."""
+    return variant_id(SMOKE_ID, Precision(bits, default_dtype()))
 
 
 def quantized_bits(model) -> set[int]:
@@ -35,8 +41,8 @@ def test_generate_quantize_4_writes_audio_and_caches_the_quantized_model(cli, ou
     assert files_in(out) == ["q.wav", "q.wav.json"]
 
     registry = get_registry()
-    assert registry.is_loaded(f"{SMOKE_ID}@q4") and not registry.is_loaded(SMOKE_ID)
-    assert quantized_bits(registry.get(f"{SMOKE_ID}@q4")) == {4}
+    assert registry.is_loaded(loaded_as(4)) and not registry.is_loaded(SMOKE_ID)
+    assert quantized_bits(registry.get(loaded_as(4))) == {4}
     assert quantized_bits(registry.get(SMOKE_ID)) == set()  # a model of its own, unquantized
 
 
@@ -45,7 +51,7 @@ def test_the_tool_option_and_the_config_quantize_8(cli, configure, out):
     record = get_tool("music").run(state, prompt="stormy sea", model=SMOKE_ID, duration=0.2,
                                    seed=1, quantize=8, output=str(out / "t.wav"))  # fmt: skip
     assert record["quantize"] == 8 and (out / "t.wav").is_file()
-    assert quantized_bits(get_registry().get(f"{SMOKE_ID}@q8")) == {8}
+    assert quantized_bits(get_registry().get(loaded_as(8))) == {8}
 
     configure(f'[tools.music]\nmodel = "{SMOKE_ID}"\nquantize = 8\nduration = 0.2\n')
     result = cli("music", "generate", "calm", "-o", out / "c.wav", "--json")
@@ -63,6 +69,9 @@ def test_without_quantize_the_record_says_none(cli, out):
 
 def test_aliases_and_folders_resolve_to_one_canonical_quantized_id(tiny):
     registry = get_registry()
+    def quantized_id(model: str, bits: int) -> str:
+        return variant_id(model, Precision(bits, "float32"))
+
     assert quantized_id("musicgen-small", 4) == "facebook/musicgen-small@q4"
     spec = registry.spec("musicgen-small@q4")  # the alias, quantized, without loading anything
     assert (spec.kind, spec.plugin) == ("music", "musicgen")
@@ -93,5 +102,6 @@ def test_batch_quantize(cli, out, tmp_path):
                  "--quantize", "8", "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     sidecar = json.loads(next(out.glob("*.json")).read_text())
-    assert (sidecar["model"], sidecar["quantize"]) == (f"{SMOKE_ID}@q8", 8)
-    assert get_registry().is_loaded(f"{SMOKE_ID}@q8")
+    assert (sidecar["model"], sidecar["quantize"]) == (SMOKE_ID, 8)  # the model as asked for
+    assert "--quantize 8" in sidecar["reproduce"]
+    assert get_registry().is_loaded(loaded_as(8))

@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rag_core
+from musicgen import GenerationOptions
+from musicgen.plugin.models import default_dtype
+from musicgen.plugin.options import TrackOptions
 from musicgen.plugin.outputs import OutputExistsError
 from musicgen.plugin.prompt import MusicPrompt
-from musicgen.plugin.tool import Sampling, make_track, run
+from musicgen.plugin.tool import run
+from musicgen.plugin.track import make_track
 from rag_core import PipelineState
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError, PipelineError, RagError
 
@@ -44,7 +48,9 @@ def test_result_record_and_sidecar(tiny, tmp_path):
     assert record["model"] == str(tiny) and record["untrained"] is False
     assert record["seed"] == 11
     assert record["parameters"] == {"duration": 0.5, "guidance_scale": 2.5, "top_k": 20,
-                                    "top_p": 0.9, "temperature": 0.8, "normalize": "rms"}
+                                    "top_p": 0.9, "min_p": 0.0, "temperature": 0.8, "seed": 11,
+                                    "extend_stride": None, "normalize": "rms",
+                                    "dtype": default_dtype()}
     assert (record["duration"], record["sample_rate"], record["channels"]) == (0.5, 800, 1)
     assert set(record["timings"]) == {"load_s", "generate_s", "decode_s", "write_s", "total_s"}
     audio, rate = read_audio(out)
@@ -54,7 +60,8 @@ def test_result_record_and_sidecar(tiny, tmp_path):
     assert sidecar["sidecar_version"] == 2 and sidecar["created"].endswith("+00:00")
     assert set(sidecar["generator"]) == {"musicgen", "rag_core", "mlx", "python"}
     assert sidecar["reproduce"].startswith("mlx-rag music generate 'melancholic waltz")
-    assert "--seed 11 --guidance-scale 2.5 --top-k 20 --top-p 0.9" in sidecar["reproduce"]
+    assert ("--duration 0.5 --guidance-scale 2.5 --top-k 20 --top-p 0.9 --min-p 0 "
+            "--temperature 0.8 --seed 11 --normalize rms --dtype") in sidecar["reproduce"]
     assert files_in(out.parent) == ["track.wav", "track.wav.json"]  # no temporary files left
     assert os.stat(out).st_mode & 0o044  # the usual permissions, not a private temp file's
 
@@ -181,8 +188,8 @@ def test_interrupt_during_generation_leaves_no_file(tiny, out):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        make_track(MusicPrompt("calm piano", "given"), model=str(tiny), output=out / "x.wav",
-                   sampling=Sampling(duration=2.0), on_step=on_step)  # fmt: skip
+        make_track(MusicPrompt("calm piano", "given"), GenerationOptions(duration=2.0),
+                   TrackOptions(model=str(tiny), output=out / "x.wav"), on_step=on_step)
     assert seen == [1, 2, 3, 4, 5] and files_in(out) == []
 
 

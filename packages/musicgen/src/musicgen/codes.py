@@ -7,7 +7,7 @@ that drives the steps itself (a progress bar, a batch runner, a server) gets the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import mlx.core as mx
@@ -35,6 +35,17 @@ def check_codes(codes: Any, num_codebooks: int, vocab_size: int) -> mx.array:
     return codes.astype(mx.int32)
 
 
+def report_steps(
+    steps: Iterable[GenerationStep], progress: Progress | None
+) -> Iterator[GenerationStep]:
+    """``steps``, each reported to ``progress(done, total)`` as it arrives (raising there
+    stops the generation)."""
+    for step in steps:
+        if progress is not None:
+            progress(step.index + 1, step.num_steps)
+        yield step
+
+
 def codes_from_steps(
     steps: Iterable[GenerationStep],
     prompt_codes: mx.array | None = None,
@@ -46,12 +57,7 @@ def codes_from_steps(
     ``prompt_codes`` (1 or B, K, P), the codes the steps continue (already checked), come
     first. ``progress(done, total)`` is called after every step.
     """
-    frames = []
-    for step in steps:
-        if step.frame is not None:
-            frames.append(step.frame)
-        if progress is not None:
-            progress(step.index + 1, step.num_steps)
+    frames = [step.frame for step in report_steps(steps, progress) if step.frame is not None]
     codes = mx.stack(frames, axis=-1)
     if prompt_codes is not None:
         prompt = mx.broadcast_to(prompt_codes, (codes.shape[0], *prompt_codes.shape[1:]))

@@ -16,8 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rag_core.errors import RagError
-from rag_core.hub import resolve_model_path
+from rag_core import RagError, resolve_model_path
 
 from musicgen.errors import CheckpointError, MusicGenError
 

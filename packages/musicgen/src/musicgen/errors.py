@@ -7,7 +7,7 @@ ValueErrors; unusable checkpoints are also ModelUnavailableErrors.
 
 from __future__ import annotations
 
-from rag_core.errors import ModelUnavailableError, RagError
+from rag_core import ModelUnavailableError, RagError
 
 
 class MusicGenError(RagError):

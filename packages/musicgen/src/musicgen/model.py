@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from musicgen.audio_input import prepare_audio
-from musicgen.codes import Progress, check_codes, codes_from_steps
+from musicgen.codes import Progress, check_codes, codes_from_steps, report_steps
 from musicgen.config import MusicGenConfig
 from musicgen.continuation import encode_audio
 from musicgen.decoder import MusicGenDecoder
@@ -227,11 +227,13 @@ class MusicGen:
         prompt_sample_rate: int | None = None,
         melody=None,
         melody_sample_rate: int | None = None,
+        progress: Progress | None = None,
         **overrides: Any,
     ) -> Iterator[mx.array]:
         """Audio chunks (B, channels, samples) float32 while generating: ``generate`` (or
         ``generate_continuation`` with ``prompt_audio``) a piece at a time. The other arguments
-        are those of ``generate_tokens`` (but ``prompt_codes``).
+        are those of ``generate_tokens`` (but ``prompt_codes``; ``progress`` hears every
+        decoding step as the chunks are consumed).
 
         Every ``chunk_frames`` generated frames are decoded as soon as the delay pattern has
         completed them; the codec holds back its look-ahead (a few frames) until the next
@@ -250,7 +252,7 @@ class MusicGen:
             melody_sample_rate=melody_sample_rate,
             prompt_codes=codes,
         )
-        chunks = frame_chunks(steps, chunk_frames, codes)
+        chunks = frame_chunks(report_steps(steps, progress), chunk_frames, codes)
         return decode_chunks(self.codec, chunks, self.num_codebooks, self.audio_channels)
 
     def _steps(

@@ -109,6 +109,16 @@ class LanguageModel:
     tokenizer: Any
     name: str
 
+    def complete(self, messages: list[dict], max_tokens: int = 256) -> str:
+        """The model's greedy (repeatable) reply to chat ``messages`` (``{"role",
+        "content"}``), through its chat template when it has one."""
+        from mlx_lm import generate
+        from mlx_lm.sample_utils import make_sampler
+
+        prompt = render_prompt(self.tokenizer, messages)
+        return generate(self.model, self.tokenizer, prompt, max_tokens=max_tokens,
+                        sampler=make_sampler(temp=0.0), verbose=False)
+
 
 def load_llm(source: str) -> LanguageModel:
     """Load an mlx-lm model from a local directory or a hub repo id."""

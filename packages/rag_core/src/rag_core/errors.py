@@ -40,6 +40,11 @@ class ModelNotFoundError(RagError):
     """No registered model or pattern matches the requested id."""
 
 
+class ModelKindError(ModelNotFoundError):
+    """The id names a model, but of another kind than the one asked for (an LLM where a music
+    model is needed)."""
+
+
 class ModelUnavailableError(RagError):
     """A model is registered but its files cannot be reached (offline, not cached, bad path)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from rag_core.errors import (
     DuplicateRegistrationError,
+    ModelKindError,
     ModelNotFoundError,
     ModelUnavailableError,
     PluginError,
@@ -186,8 +187,18 @@ class ModelRegistry:
 
     # ---- lookup ----
 
-    def spec(self, model_id: str) -> ModelSpec:
-        """The spec for an id, alias, or a source that a registered pattern matches."""
+    def spec(self, model_id: str, kind: str | None = None) -> ModelSpec:
+        """The spec for an id, alias, or a source that a registered pattern matches; with
+        ``kind``, one of that kind (``ModelKindError`` names the kind it is instead)."""
+        spec = self._find(model_id)
+        if kind is not None and spec.kind != kind:
+            raise ModelKindError(
+                f"Model '{model_id}' is of kind '{spec.kind}', but kind '{kind}' is needed here: "
+                f"choose one from `mlx-rag models list --kind {kind}`."
+            )
+        return spec
+
+    def _find(self, model_id: str) -> ModelSpec:
         with self._lock:
             if model_id in self._names:
                 return self._specs[self._names[model_id]]
@@ -236,9 +247,13 @@ class ModelRegistry:
 
     # ---- loading ----
 
-    def get(self, model_id: str) -> Any:
-        """The loaded model: loaded on first use (once, even from many threads), then cached."""
-        spec = self.spec(model_id)
+    def get(self, model_id: str, kind: str | None = None) -> Any:
+        """The loaded model: loaded on first use (once, even from many threads), then cached.
+
+        ``kind`` ("music", "llm", ...) makes sure it is a model of that kind before anything
+        loads: ``get_registry().get(id, kind="music")``.
+        """
+        spec = self.spec(model_id, kind)
         with self._lock:
             hit = self._touch(spec.id)
             if hit is not None:

@@ -16,6 +16,7 @@ from rag_core.config import Config, get_config
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError, RagError, StoreError
 from rag_core.ingest import IngestReport, discover, ingest_files
 from rag_core.loaders import Loaders
+from rag_core.plugins import get_registry
 from rag_core.search import SearchResponse, search
 from rag_core.store import Document, Store
 
@@ -66,26 +67,12 @@ def _unknown_document(name: str | Path, stored: list[str], path: Path) -> str:
             "`mlx-rag store list` shows what it holds.")
 
 
-def get_model(model_id: str, kind: str):
-    """Load `model_id` from the shared registry, checking it is a model of `kind`."""
-    from rag_core.plugins import get_registry
-
-    registry = get_registry()
-    spec = registry.spec(model_id)
-    if spec.kind != kind:
-        raise RagError(
-            f"Model '{model_id}' is of kind '{spec.kind}', but kind '{kind}' is needed here: "
-            f"choose one from `mlx-rag models list --kind {kind}`."
-        )
-    return registry.get(model_id)
-
-
 def try_embedder(model_id: str, note: Note | None = None, *, unknown_ok: bool = False):
     """The embedding model, or None (after a note saying why) when its files cannot be had
     (or, with `unknown_ok`, when no plugin knows it any more)."""
     unavailable = (ModelUnavailableError, ModelNotFoundError)[: 2 if unknown_ok else 1]
     try:
-        return get_model(model_id, "embedding")
+        return get_registry().get(model_id, kind="embedding")
     except unavailable as exc:
         if note:
             note(f"Embedding model '{model_id}' is not available, so only BM25 search is "
@@ -160,4 +147,4 @@ def retrieve(
 
 def get_llm(model_id: str | None = None, config: Config | None = None) -> LanguageModel:
     """The answering model: `model_id`, else `[llm] model`."""
-    return get_model(model_id or (config or get_config()).get("llm.model"), "llm")
+    return get_registry().get(model_id or (config or get_config()).get("llm.model"), kind="llm")

@@ -1,84 +1,100 @@
-"""`mlx-rag music generate | from-text | demo`: thin commands over musicgen.plugin.tool and .demo.
+"""`mlx-rag music generate | from-text | demo`: thin commands over musicgen.plugin.track and .demo.
 
-Options left out fall back to ``[tools.music]`` in the config, then to the tool's defaults.
+The generation flags are made from ``musicgen.option_fields()``, one per GenerationOptions field
+with its help and default, so every option of the library is a flag. Options left out fall back
+to ``[tools.music]`` in the config, then to the music tool's defaults
+(musicgen.plugin.options).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
-from rag_core.cli.output import note, short
-from rag_core.cli.signals import exit_code, interrupted_by
-from rag_core.errors import ConfigError
+from rag_core import ConfigError, exit_code, interrupted_by, note, progress_bar, short
 
 from musicgen.audio import NORMALIZE_MODES
+from musicgen.options import option_fields
 from musicgen.plugin.demo import DEFAULT_DURATION
+from musicgen.plugin.options import DTYPES, split_options, tool_defaults
 from musicgen.plugin.outputs import FORMATS
 from musicgen.plugin.prompt import PROMPT_FROM, MusicPrompt, build_prompt
-from musicgen.plugin.tool import Sampling, check_quantize, make_track, progress_bar
-from musicgen.plugin.tool import run as music_tool
+from musicgen.plugin.track import make_track
 
-NORMALIZE = NORMALIZE_MODES
+SHORT_FLAGS = {"duration": ("-d",)}
+DEFAULTS = tool_defaults()
 
 
-def _apply(function, options: list):
+def apply_options(function, options: list):
+    """``function`` with click ``options``, the first of them shown first in the help."""
     for option in reversed(options):
         function = option(function)
     return function
 
 
-TOOL_DEFAULTS = {name: p.default
-                 for name, p in list(inspect.signature(music_tool).parameters.items())[1:]}
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def generation_options(function=None, /, **defaults):
-    """The generation options of every command that generates (`generate`, `from-text`,
-    `demo`, `batch`); all default to None: the config, then the music tool. The help shows the
-    tool's defaults, or ``defaults`` where a command has its own (the demo's duration)."""
-    if function is None:
-        return lambda function: generation_options(function, **defaults)
-    d = {**TOOL_DEFAULTS, **defaults}
-    return _apply(function, [
+def generation_flags(exclude: tuple[str, ...] = (), **defaults: Any) -> list:
+    """A click option per GenerationOptions field (``--guidance-scale X``), but ``exclude``:
+    its type, metavar and help, and its default in the help (``defaults`` where a command has
+    its own, as the demo's duration). Every flag defaults to None: the config, then the
+    tool's default."""
+    flags = []
+    for field in option_fields():
+        if field.name in exclude:
+            continue
+        default = defaults.get(field.name, field.default)
+        help = field.help if default is None else f"{field.help} Default: {_shown(default)}."
+        flags.append(click.option(field.flag, *SHORT_FLAGS.get(field.name, ()), field.name,
+                                  type=field.type, metavar=field.metavar, help=help))
+    return flags
+
+
+def model_flags() -> list:
+    """--model, --quantize and --dtype: the model and its precision."""
+    return [
         click.option("--model", "-m", metavar="ID", help="Model id, alias or local MusicGen "
-                     f"folder (default: {d['model']})."),
-        click.option("--duration", "-d", type=float, metavar="SECONDS",
-                     help=f"Length of the track (default: {d['duration']:g})."),
-        click.option("--guidance-scale", type=float, metavar="X", help="Classifier-free "
-                     f"guidance (1 = none; default: {d['guidance_scale']:g})."),
-        click.option("--top-k", type=int, metavar="K", help="Sample among the K most likely "
-                     f"codes (0 = all; default: {d['top_k']})."),
-        click.option("--top-p", type=float, metavar="P", help="Nucleus sampling threshold "
-                     f"(0 = off; default: {d['top_p']:g})."),
-        click.option("--temperature", type=float, metavar="T",
-                     help=f"Sampling temperature (0 = greedy; default: {d['temperature']:g})."),
-        click.option("--format", "format_", type=click.Choice(FORMATS),
-                     help="Audio format (default: wav; an --output file name sets its own)."),
-        click.option("--normalize", type=click.Choice(NORMALIZE),
-                     help="peak: loudest sample at -1 dBFS; rms: -20 dBFS RMS; clip: cut to "
-                          "[-1, 1]; none: as generated (a .wav/.flac file still clips beyond "
-                          f"[-1, 1], with a note). Default: {d['normalize']}."),
+                     f"folder (default: {DEFAULTS['model']})."),
         click.option("--quantize", type=click.Choice(["4", "8"]), metavar="4|8",
                      callback=lambda ctx, param, value: None if value is None else int(value),
                      help="Bits per decoder weight: less memory (4 bits: musicgen-small in "
                           "about 0.5 GB) for a small quality loss; on a GPU about as fast as "
                           "float16, not faster (default: full precision)."),
-    ])  # fmt: skip
+        click.option("--dtype", type=click.Choice(["auto", *DTYPES]),
+                     help="Compute type of the text encoder and the decoder: auto is float16 on "
+                          f"a GPU (Metal, CUDA) and float32 on the CPU. Default: "
+                          f"{DEFAULTS['dtype']}."),
+    ]  # fmt: skip
+
+
+def audio_flags() -> list:
+    """--format and --normalize: how the audio file is written."""
+    return [
+        click.option("--format", "format_", type=click.Choice(FORMATS),
+                     help="Audio format (default: wav; an --output file name sets its own)."),
+        click.option("--normalize", type=click.Choice(NORMALIZE_MODES),
+                     help="peak: loudest sample at -1 dBFS; rms: -20 dBFS RMS; clip: cut to "
+                          "[-1, 1]; none: as generated (a .wav/.flac file still clips beyond "
+                          f"[-1, 1], with a note). Default: {DEFAULTS['normalize']}."),
+    ]  # fmt: skip
 
 
 def single_track_options(function=None, /, **defaults):
-    """The generation options plus those of a single track (`generate`, `from-text`, `demo`)."""
+    """Every option of a single track (`generate`, `from-text`, `demo`): the model's, the
+    generation flags (with ``defaults`` in their help), the audio file's and the track's."""
     if function is None:
         return lambda function: single_track_options(function, **defaults)
-    return _apply(generation_options(function, **defaults), [
-        click.option("--seed", type=click.IntRange(0, 2**63 - 1),
-                     help="Random seed; the same seed, prompt and options give the same audio "
-                          "(default: random, recorded in the sidecar)."),
+    return apply_options(function, [
+        *model_flags(),
+        *generation_flags(**defaults),
+        *audio_flags(),
         click.option("--output", "-o", metavar="PATH", help="Audio file (.wav, .flac, .ogg) or "
                      "folder (default: the music folder in the mlx-rag data dir)."),
         click.option("--overwrite", is_flag=True, default=None,
@@ -96,7 +112,7 @@ def single_track_options(function=None, /, **defaults):
 
 def prompt_options(function):
     """--prompt-from and --llm: how a prompt is built from a text."""
-    return _apply(function, [
+    return apply_options(function, [
         click.option(
             "--prompt-from", type=click.Choice(PROMPT_FROM),
             help="auto: the LLM if it is available locally, else the cue extractor (default); "
@@ -110,33 +126,22 @@ def prompt_options(function):
 def settings(given: dict) -> dict:
     """The options given on the command line over ``[tools.music]`` over the tool's defaults.
 
-    Unknown keys in ``[tools.music]`` were refused when the plugins loaded (rag_core checks
-    every ``[tools.NAME]`` against its tool's options)."""
-    from rag_core.config import get_config
-    from rag_core.plugins import get_host
+    ``[tools.music]``'s names were checked when the plugins loaded (rag_core checks every
+    ``[tools.NAME]`` against its tool's options); a bad value there is a ConfigError naming
+    the file."""
+    from rag_core import get_config, get_host
 
     get_host()
     config = get_config()
     configured = config.tool_options("music")
     try:
-        check_quantize(configured.get("quantize"))
+        split_options(configured)
     except ValueError as exc:
         raise ConfigError(f"Invalid config in {config.source('tools.music')}: "
                           f"tools.music.{exc}") from None
-    values = {**TOOL_DEFAULTS, **configured}
+    values = {**DEFAULTS, **configured}
     values.update({k: v for k, v in given.items() if v is not None})
     return values
-
-
-def track_options(values: dict) -> dict:
-    """make_track's keyword arguments from merged settings."""
-    sampling = Sampling(values["duration"], values["guidance_scale"], values["top_k"],
-                        values["top_p"], values["temperature"])  # fmt: skip
-    return {"model": values["model"], "sampling": sampling, "seed": values["seed"],
-            "output": values["output"], "format": values["format"],
-            "normalize": values["normalize"], "overwrite": values["overwrite"],
-            "melody": values["melody"], "continue_from": values["continue_from"],
-            "stream": values["stream"], "quantize": values["quantize"]}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -153,8 +158,9 @@ def interruptible() -> Iterator[None]:
 
 def generate_and_report(prompt: MusicPrompt, values: dict, as_json: bool) -> dict:
     """make_track with a progress bar and status lines on stderr; print the result."""
+    _, generation, track = split_options(values)
     with interruptible(), progress_bar("generating") as on_step:
-        record = make_track(prompt, on_step=on_step, on_status=note, **track_options(values))
+        record = make_track(prompt, generation, track, on_step=on_step, on_status=note)
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
     else:

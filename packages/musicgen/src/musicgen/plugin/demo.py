@@ -14,9 +14,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from musicgen.plugin.prompt import PROMPT_FROM, find_llm, llm_hint
+from musicgen.plugin.models import load_music_model
+from musicgen.plugin.options import split_options
+from musicgen.plugin.prompt import find_llm, llm_hint
 from musicgen.plugin.smoke import NOTICE, SMOKE_ID
-from musicgen.plugin.tool import DEFAULT_MODEL, load_music_model
 
 DEFAULT_QUESTION = "What music would suit a foggy night in the old harbour?"
 DEFAULT_DURATION = 6.0
@@ -31,23 +32,23 @@ def corpus_dir() -> Path:
 def demo_store() -> Path:
     """The demo's own store (``demo/store.sqlite3`` in the mlx-rag data dir), so the demo never
     mixes its documents into the user's store."""
-    from rag_core.config import home_dir
+    from rag_core import home_dir
 
     return home_dir() / "demo" / "store.sqlite3"
 
 
-def choose_model(model: str, say: Say, *, smoke: bool = False,
-                 quantize: int | None = None) -> str:
-    """``model`` (with a ``quantize``-bit decoder) if it can be loaded; else, after saying
-    why, the smoke checkpoint."""
-    from rag_core.errors import ModelUnavailableError
+def choose_model(model: str, say: Say, *, smoke: bool = False, quantize: int | None = None,
+                 dtype: str = "auto") -> str:
+    """``model`` (in the precision ``quantize`` and ``dtype`` ask for) if it can be loaded;
+    else, after saying why, the smoke checkpoint."""
+    from rag_core import ModelUnavailableError
 
     if smoke:
         say(f"Using the smoke checkpoint as asked: {NOTICE}")
         return SMOKE_ID
     try:
         # Loads once; the music step then finds it loaded.
-        load_music_model(model, say, quantize, smoke_hint=False)
+        load_music_model(model, quantize, dtype, on_status=say, smoke_hint=False)
         return model
     except ModelUnavailableError as exc:
         say(f"The music model '{model}' cannot be loaded: {exc}")
@@ -59,19 +60,12 @@ def choose_model(model: str, say: Say, *, smoke: bool = False,
 
 def check_music_options(music: dict, smoke: bool) -> None:
     """The music step's checks, before the demo ingests or loads anything."""
-    from dataclasses import fields
-
     from musicgen.plugin.outputs import check_free, output_path
-    from musicgen.plugin.preflight import check_track_options
-    from musicgen.plugin.tool import Sampling
+    from musicgen.plugin.preflight import check_track
 
-    sampling = Sampling(**{f.name: music[f.name] for f in fields(Sampling) if f.name in music})
-    overwrite = music.get("overwrite", False)
-    check_track_options(SMOKE_ID if smoke else music["model"], sampling, music.get("seed"),
-                        normalize=music.get("normalize", "peak"), overwrite=overwrite,
-                        melody=music.get("melody"), continue_from=music.get("continue_from"),
-                        stream=music.get("stream", False), quantize=music.get("quantize"))
-    check_free(output_path(music.get("output"), "", music.get("format")), overwrite)
+    _, generation, track = split_options({**music, "model": SMOKE_ID} if smoke else music)
+    check_track(generation, track)
+    check_free(output_path(track.output, "", track.format), track.overwrite)
 
 
 def run_demo(
@@ -90,25 +84,24 @@ def run_demo(
     llm, ...). Returns {"store", "ingest", "question", "retrieved", "answer", "music",
     "fallback"}.
     """
-    from rag_core.config import get_config
-    from rag_core.pipeline import run_pipeline
-    from rag_core.retrieval import ingest_paths
+    from rag_core import get_config, ingest_paths, run_pipeline
 
-    music = {"model": DEFAULT_MODEL, "duration": DEFAULT_DURATION, "prompt_from": "auto",
-             "llm": None, **music}  # fmt: skip
-    if music["prompt_from"] not in PROMPT_FROM:
-        raise ValueError(f"prompt_from must be one of {', '.join(PROMPT_FROM)}, got "
-                         f"{music['prompt_from']!r}.")  # fmt: skip
-    check_music_options(music, smoke)
+    from musicgen.plugin.options import tool_defaults
+
+    music = {"duration": DEFAULT_DURATION, **music}
+    # What the music step runs with: its own options over [tools.music] over the defaults.
+    values = {**tool_defaults(), **get_config().tool_options("music"), **music}
+    check_music_options(values, smoke)
     store = Path(store).expanduser() if store else demo_store()
     report = ingest_paths([corpus_dir()], store=store, note=say)
     say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")
-    requested = music["model"]
-    music["model"] = choose_model(requested, say, smoke=smoke, quantize=music.get("quantize"))
+    requested = values["model"]
+    music["model"] = choose_model(requested, say, smoke=smoke, quantize=values["quantize"],
+                                  dtype=values["dtype"])
     steps: list[dict] = [{"tool": "retrieve", "k": k, "store": str(store)}]
-    if music["prompt_from"] != "extract":
-        llm = music["llm"]
-        answerer, why_not = find_llm(llm, get_config(), required=music["prompt_from"] == "llm")
+    if values["prompt_from"] != "extract":
+        llm = values["llm"]
+        answerer, why_not = find_llm(llm, get_config(), required=values["prompt_from"] == "llm")
         if answerer is not None:
             steps.append({"tool": "answer", "model": llm} if llm else {"tool": "answer"})
         else:  # the music step then extracts its prompt from the passages, without the LLM

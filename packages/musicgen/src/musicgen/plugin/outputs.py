@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from rag_core.errors import RagError
+from rag_core import RagError
 
 from musicgen.errors import AudioError, InvalidArgumentError
 
@@ -77,7 +77,7 @@ def output_path(output: str | os.PathLike | None, prompt: str, format: str | Non
     existing) or None (the `music` folder in the mlx-rag data dir); in the last two cases the
     name is made from the time and the prompt.
     """
-    from rag_core.config import home_dir
+    from rag_core import home_dir
 
     if format is not None and format not in FORMATS:
         raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}.")

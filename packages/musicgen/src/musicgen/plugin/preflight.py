@@ -1,4 +1,5 @@
-"""Checks before any work: every option of a track, and what the model's config.json says.
+"""Checks before any work, past the values (checked when the options are made): the model's
+precision, the audio inputs, and what the model's config.json says.
 
 A model's frame rate and whether it takes a melody come from config.json, read from a local
 folder or the Hugging Face cache (never downloaded), so that a duration shorter than one frame
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from musicgen.errors import AudioError, InvalidArgumentError
+from musicgen.options import GenerationOptions
+from musicgen.plugin.options import TrackOptions
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ def local_config(location: str) -> dict | None:
         file = folder / "config.json"
     else:
         from huggingface_hub import try_to_load_from_cache
-        from rag_core.hub import looks_like_repo_id
+        from rag_core import looks_like_repo_id
 
         if not looks_like_repo_id(location):
             return None
@@ -49,17 +52,18 @@ def local_config(location: str) -> dict | None:
 
 
 def model_facts(model_id: str) -> ModelFacts | None:
-    """The facts of a registered music model (``ModelNotFoundError`` for an unknown id), or
-    None when its config.json is not at hand or not readable (loading then reports it)."""
+    """The facts of a registered music model (``ModelNotFoundError`` for an unknown id,
+    ``ModelKindError`` for a model of another kind), or None when its config.json is not at
+    hand or not readable (loading then reports it)."""
     from rag_core import get_registry
 
     from musicgen.config import MusicGenConfig
     from musicgen.encodec import EncodecConfig
     from musicgen.errors import CheckpointError
-    from musicgen.plugin import weights_spec
+    from musicgen.plugin.models import weights_spec
     from musicgen.plugin.smoke import SMOKE_ID, smoke_config, vocab_size
 
-    spec = weights_spec(get_registry().spec(model_id))
+    spec = weights_spec(get_registry().spec(model_id, kind="music"))
     values = local_config(spec.location)
     if values is None and spec.id == SMOKE_ID:  # built on first use: its config is known
         values = smoke_config(vocab_size())
@@ -91,27 +95,26 @@ def check_audio_file(name: str, path: str | os.PathLike) -> Any:
 
 def check_with_model(
     model_id: str,
-    sampling: Any,
-    seed: Any = None,
+    options: GenerationOptions,
     *,
     melody: str | os.PathLike | None = None,
     continue_from: str | os.PathLike | None = None,
 ) -> None:
-    """Check ``sampling`` (a ``Sampling``), ``melody`` and ``continue_from`` against what the
-    model's config.json says, without loading it."""
+    """Check ``options``, ``melody`` and ``continue_from`` against what the model's
+    config.json says, without loading it."""
     melody_info = None if melody is None else check_audio_file("melody", melody)
     prompt_info = None if continue_from is None else check_audio_file("continue_from",
                                                                       continue_from)
-    if prompt_info is not None and prompt_info.duration >= sampling.duration:
+    if prompt_info is not None and prompt_info.duration >= options.duration:
         raise InvalidArgumentError(
             f"continue_from: {continue_from} lasts {prompt_info.duration:.2f} s, but the track "
-            f"it starts lasts {sampling.duration:g} s (--duration counts it): ask for a longer "
+            f"it starts lasts {options.duration:g} s (--duration counts it): ask for a longer "
             "duration or trim the audio."
         )
     facts = model_facts(model_id)
     if facts is None:
         return
-    sampling.check(seed, frame_rate=facts.frame_rate)
+    options.check(frame_rate=facts.frame_rate)
     if melody_info is not None and not facts.is_melody:
         raise InvalidArgumentError(
             f"melody: '{model_id}' conditions on text only; melody conditioning needs a "
@@ -119,33 +122,12 @@ def check_with_model(
         )
 
 
-def check_track_options(
-    model: str,
-    sampling: Any,
-    seed: int | None,
-    *,
-    normalize: str = "peak",
-    overwrite: bool = False,
-    melody: str | os.PathLike | None = None,
-    continue_from: str | os.PathLike | None = None,
-    stream: bool = False,
-    quantize: int | None = None,
-) -> None:
-    """Every check ``make_track`` makes before loading: the values, the audio files, and what
-    the model's config.json allows (InvalidArgumentError, AudioError, ModelNotFoundError)."""
-    from musicgen.audio import NORMALIZE_MODES
-    from musicgen.plugin.tool import DEFAULT_MODEL, check_quantize
+def check_track(options: GenerationOptions, track: TrackOptions) -> None:
+    """Every check ``make_track`` makes before loading, past those the options made when they
+    were made: the model's precision, the audio files, and what its config.json allows
+    (InvalidArgumentError, AudioError, ModelNotFoundError)."""
+    from musicgen.plugin.models import choose_precision
 
-    sampling.check(seed)
-    if normalize not in NORMALIZE_MODES:
-        raise InvalidArgumentError(
-            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}."
-        )
-    for name, flag in (("overwrite", overwrite), ("stream", stream)):
-        if not isinstance(flag, bool):
-            raise InvalidArgumentError(f"{name} must be true or false, got {flag!r}.")
-    check_quantize(quantize)
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidArgumentError("model is empty: give a model id such as "
-                                   f"{DEFAULT_MODEL} or a local MusicGen folder.")  # fmt: skip
-    check_with_model(model, sampling, seed, melody=melody, continue_from=continue_from)
+    choose_precision(track.model, track.quantize, track.dtype)
+    check_with_model(track.model, options, melody=track.melody,
+                     continue_from=track.continue_from)

@@ -235,7 +235,7 @@ def extract_prompt(text: str | Sequence[str]) -> str:
     """A music prompt from the mood, genre, instrument and tempo cues and key phrases of
     ``text`` (or of passages, most relevant first); deterministic, and usable whatever the
     text (even an empty one)."""
-    from rag_core.search import STOP_WORDS
+    from rag_core import STOP_WORDS
 
     text, weight = _passages(text)
     used: set[str] = set()
@@ -337,15 +337,8 @@ def llm_messages(text: str) -> list[dict]:
 
 def describe_with_llm(llm, text: str, max_tokens: int = 64) -> str | None:
     """The LLM's one-line music description of ``text`` (greedy, so repeatable), or None
-    when what it wrote is not a usable prompt. ``llm`` is a rag_core LanguageModel."""
-    from mlx_lm import generate
-    from mlx_lm.sample_utils import make_sampler
-    from rag_core.answer import render_prompt
-
-    prompt = render_prompt(llm.tokenizer, llm_messages(text))
-    reply = generate(llm.model, llm.tokenizer, prompt, max_tokens=max_tokens,
-                     sampler=make_sampler(temp=0.0), verbose=False)  # fmt: skip
-    return clean_description(reply)
+    when what it wrote is not a usable prompt. ``llm`` is a rag_core.LanguageModel."""
+    return clean_description(llm.complete(llm_messages(text), max_tokens))
 
 
 def clean_description(reply: str) -> str | None:
@@ -364,11 +357,14 @@ def find_llm(model_id: str | None, config=None, *, required: bool) -> tuple[Any,
     ``required=False`` ("auto") never downloads: the LLM is used only when it is already
     loaded, a local directory or in the local Hugging Face cache.
     """
-    from rag_core.config import get_config
-    from rag_core.errors import ModelNotFoundError, ModelUnavailableError
-    from rag_core.hub import resolve_model_path
-    from rag_core.plugins import get_registry
-    from rag_core.retrieval import get_llm
+    from rag_core import (
+        ModelNotFoundError,
+        ModelUnavailableError,
+        get_config,
+        get_llm,
+        get_registry,
+        resolve_model_path,
+    )
 
     model_id = model_id or (config or get_config()).get("llm.model")
     if required:
@@ -385,7 +381,7 @@ def find_llm(model_id: str | None, config=None, *, required: bool) -> tuple[Any,
 
 def llm_hint(model_id: str | None, config=None) -> str:
     """How to make the LLM available."""
-    from rag_core.config import get_config
+    from rag_core import get_config
 
     model_id = model_id or (config or get_config()).get("llm.model")
     return (f"Pull it with `mlx-rag models pull {model_id}` to have it describe the music "

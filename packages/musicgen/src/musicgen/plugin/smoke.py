@@ -197,7 +197,7 @@ def is_smoke_checkpoint(path: str | os.PathLike) -> bool:
 
 def smoke_dir() -> Path:
     """Where the smoke checkpoint lives: ``models/musicgen-smoke`` in the mlx-rag data dir."""
-    from rag_core.config import home_dir
+    from rag_core import home_dir
 
     return home_dir() / "models" / SMOKE_ID
 

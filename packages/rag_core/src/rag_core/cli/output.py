@@ -1,14 +1,18 @@
-"""Small output helpers shared by the CLI commands: notes, JSON and aligned tables.
+"""Small output helpers shared by the CLI commands (and plugins' commands): notes, progress
+bars, JSON and aligned tables.
 
-Results go to stdout; notes (status lines, hints that repeat on every run) go to stderr, and
-``mlx-rag --quiet`` (or ``MLX_RAG_QUIET=1``) silences them and the progress bars. Warnings
-and errors are never silenced.
+Results go to stdout; notes (status lines, hints that repeat on every run) and progress bars go
+to stderr, and ``mlx-rag --quiet`` (or ``MLX_RAG_QUIET=1``) silences them. Warnings and errors
+are never silenced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +32,57 @@ def is_quiet() -> bool:
     return bool(ctx is not None and ctx.find_root().meta.get(QUIET_KEY))
 
 
+_bars: list[Any] = []  # the progress bars showing now (tqdm), innermost last
+
+
 def note(message: str) -> None:
-    """A note on stderr, unless quiet."""
-    if not is_quiet():
+    """A note on stderr, unless quiet; above the progress bar when one is showing."""
+    if is_quiet():
+        return
+    if _bars and not _bars[-1].disable:  # a bar is showing: print above it
+        _bars[-1].write(message, file=sys.stderr)
+        sys.stderr.flush()
+    else:
         click.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def progress_bar(
+    description: str,
+    enabled: bool | None = None,
+    *,
+    unit: str = "step",
+    bar_format: str | None = None,
+) -> Iterator[Callable[[float, float], None]]:
+    """A callback ``(done, total)`` that drives a progress bar on stderr, counting ``unit``s.
+
+    ``enabled=None`` shows it only on a terminal, and not with ``mlx-rag --quiet``. The bar
+    starts at the first report, when the total is known, and starts again if the total
+    changes; it is gone when the block ends.
+    """
+    from tqdm import tqdm
+
+    if enabled is None and is_quiet():
+        enabled = False
+    bar = None
+
+    def report(done: float, total: float) -> None:
+        nonlocal bar
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+                _bars.remove(bar)
+            bar = tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr,
+                       bar_format=bar_format, disable=None if enabled is None else not enabled)
+            _bars.append(bar)
+        bar.update(done - bar.n)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()
+            _bars.remove(bar)
 
 
 def echo_json(data: Any) -> None:

@@ -13,8 +13,9 @@ from musicgen.plugin.batch.jobs import (
     parse_job,
     read_jobs,
 )
+from musicgen.plugin.batch.manifest import MANIFEST
 from musicgen.plugin.batch.plan import Agreement, Batch, Plan, PlanError, build_plan, make_batches
-from musicgen.plugin.batch.runner import MANIFEST, Settings, Summary, run_batch
+from musicgen.plugin.batch.runner import Settings, Summary, run_batch
 
 __all__ = [
     "MANIFEST",

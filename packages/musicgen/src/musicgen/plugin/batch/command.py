@@ -10,30 +10,32 @@ Options left out fall back to ``[tools.music]`` in the config, then to the music
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
-from rag_core.cli.signals import exit_code, interrupted_by
+from rag_core import exit_code, interrupted_by, note, progress_bar
 
-from musicgen.plugin import quantized_id
 from musicgen.plugin.batch.jobs import Options
 from musicgen.plugin.batch.plan import Agreement
 from musicgen.plugin.batch.runner import BatchRun, Settings, Summary
-from musicgen.plugin.cli import generation_options, prompt_options, settings
-from musicgen.plugin.tool import check_quantize, progress_bar
+from musicgen.plugin.cli import (
+    apply_options,
+    audio_flags,
+    generation_flags,
+    model_flags,
+    prompt_options,
+    settings,
+)
 
 AUDIO_SECONDS_BAR = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
                      "[{elapsed}<{remaining}]")
 
 
-def note(message: str) -> None:
-    """A line on stderr that does not break the progress bar (none with `mlx-rag --quiet`)."""
-    from rag_core.cli.output import is_quiet
-    from tqdm import tqdm
-
-    if not is_quiet():
-        tqdm.write(message, file=sys.stderr)
+def batch_options(function):
+    """The model's flags, the generation flags but --seed (each job has its own: given, or
+    derived from its id and input) and the audio file's."""
+    return apply_options(function, [*model_flags(), *generation_flags(exclude=("seed",)),
+                             *audio_flags()])
 
 
 def describe(summary: Summary) -> list[str]:
@@ -66,7 +68,7 @@ def describe(summary: Summary) -> list[str]:
                    "many as fit in free GPU memory, up to 256; 8 on a CPU).")
 @click.option("--strict", is_flag=True,
               help="Stop before any work if a job line is bad (default: report and skip it).")
-@generation_options
+@batch_options
 @prompt_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Passages retrieved for a job with a 'query'.")
@@ -81,19 +83,14 @@ def batch_command(jobs: Path, out: Path, batch_size: int, strict: bool, format_:
     The generation options are the jobs' defaults; --normalize applies to every track.
 
     One JSON object per line: "prompt", "text" (the prompt is built from it) or "query"
-    (retrieved from the store, then built into a prompt), and optionally "id", "duration",
-    "seed", "guidance_scale", "top_k", "top_p", "temperature", "model" and "format". Finished
-    jobs are skipped, so rerunning after an interruption finishes only what is missing. Under
-    `mlx.launch` every process takes a share of the jobs.
+    (retrieved from the store, then built into a prompt), and optionally "id", "model",
+    "format" and any generation option ("duration", "seed", "guidance_scale", ...; see
+    docs/distributed.md). Finished jobs are skipped, so rerunning after an interruption
+    finishes only what is missing. Under `mlx.launch` every process takes a share of the jobs.
     """
     values = settings({**given, "format": format_, "prompt_from": prompt_from, "llm": llm})
-    model = values["model"]
-    if check_quantize(values["quantize"]) is not None:  # the quantized model's registry id
-        model = quantized_id(model, values["quantize"])
-    defaults = Options(model=model, duration=values["duration"],
-                       guidance_scale=values["guidance_scale"], top_k=values["top_k"],
-                       top_p=values["top_p"], temperature=values["temperature"],
-                       format=values["format"] or "wav", normalize=values["normalize"])
+    defaults = Options.of(**{name: values[name] for name in Options.NAMES if name != "format"},
+                          format=values["format"] or "wav")
     run = Settings(jobs, out, defaults, batch_size, strict, k, values["prompt_from"],
                    values["llm"])
     agreement = Agreement()

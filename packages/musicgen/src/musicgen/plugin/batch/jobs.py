@@ -2,9 +2,10 @@
 
 A job names its input with exactly one of ``prompt`` (used as is), ``text`` (source text the
 prompt is built from) or ``query`` (retrieved from the store, then built into a prompt), and may
-set ``id``, ``duration``, ``seed``, ``guidance_scale``, ``top_k``, ``top_p``, ``temperature``,
-``model`` and ``format``. Anything else is an error. A job without a seed gets one derived from
-its id and input, so a rerun reproduces it.
+set ``id``, ``model``, ``format`` and any generation option (a ``musicgen.GenerationOptions``
+field: ``duration``, ``seed``, ``guidance_scale``, ``top_k``, ``top_p``, ``min_p``, ...).
+Anything else is an error. A job without a seed gets one derived from its id and input, so a
+rerun reproduces it.
 """
 
 from __future__ import annotations
@@ -14,21 +15,25 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from musicgen.audio import NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
-from musicgen.plugin.outputs import FORMATS
-from musicgen.plugin.tool import DEFAULT_MODEL, Sampling
+from musicgen.options import DEFAULTS, GenerationOptions
+from musicgen.plugin.models import choose_precision
+from musicgen.plugin.options import DEFAULT_MODEL, GENERATION, TrackOptions
 
 INPUT_FIELDS = ("prompt", "text", "query")
-OPTION_FIELDS = ("duration", "seed", "guidance_scale", "top_k", "top_p", "temperature", "model",
-                 "format")
+OPTION_FIELDS = (*GENERATION, "model", "format")  # what a job may set besides its input and id
 JOB_FIELDS = ("id", *INPUT_FIELDS, *OPTION_FIELDS)
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SEED_LIMIT = 2**63  # derived seeds stay below this
+# What the first version hashed, always; any later option only when it changes the output
+# from what that version made, so finished jobs of earlier versions are still found.
+FIRST_HASHED = ("model", "duration", "guidance_scale", "top_k", "top_p", "temperature", "format",
+                "normalize")  # fmt: skip
+FIRST_VALUES = {**DEFAULTS.to_dict(), "quantize": None, "dtype": "float32"}
 
 
 class JobsError(MusicGenError, ValueError):
@@ -37,36 +42,44 @@ class JobsError(MusicGenError, ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    """Generation options of a job: its own values over the command's (the music tool's)."""
+    """A job's options, its own values over the command's: how to generate (its seed is the
+    job's, not here), the model and its precision (``quantize`` and ``dtype`` apply to every
+    job), and the audio file. Values are checked when the options are made."""
 
+    generation: GenerationOptions = DEFAULTS
     model: str = DEFAULT_MODEL
-    duration: float = Sampling.duration
-    guidance_scale: float = Sampling.guidance_scale
-    top_k: int = Sampling.top_k
-    top_p: float = Sampling.top_p
-    temperature: float = Sampling.temperature
     format: str = "wav"
     normalize: str = "peak"
+    quantize: int | None = None
+    dtype: str = "auto"
 
-    def sampling(self) -> Sampling:
-        return Sampling(self.duration, self.guidance_scale, self.top_k, self.top_p,
-                        self.temperature)
+    # Their flat names: the generation options but the seed, and the others.
+    NAMES = (*(n for n in GENERATION if n != "seed"), "model", "format", "normalize", "quantize",
+             "dtype")  # fmt: skip
 
-    def check(self) -> Options:
-        """Raise InvalidArgumentError for a bad value; return the options with floats as floats."""
-        self.sampling().check()
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise InvalidArgumentError(f"model must be a model id or a local directory, "
-                                       f"got {self.model!r}.")
-        if self.format not in FORMATS:
-            raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, "
-                                       f"got {self.format!r}.")
-        if self.normalize not in NORMALIZE_MODES:
-            raise InvalidArgumentError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, "
-                                       f"got {self.normalize!r}.")
-        return replace(self, duration=float(self.duration),
-                       guidance_scale=float(self.guidance_scale), top_p=float(self.top_p),
-                       temperature=float(self.temperature))
+    def __post_init__(self) -> None:
+        if self.generation.seed is not None:
+            raise InvalidArgumentError("a job's seed belongs to the job, not to its options.")
+        TrackOptions(model=self.model, format=self.format, normalize=self.normalize,
+                     quantize=self.quantize, dtype=self.dtype)  # fmt: skip
+
+    @classmethod
+    def of(cls, **values: Any) -> Options:
+        """Options from flat names: ``Options.of(model="m", duration=2.0, top_k=0)``."""
+        generation = {name: values.pop(name) for name in GENERATION if name in values}
+        return cls(GenerationOptions(**generation), **values)
+
+    def with_values(self, values: dict[str, Any]) -> Options:
+        """These options with a job's own ``values`` (flat names, no seed)."""
+        generation = {name: values[name] for name in GENERATION if name in values}
+        own = {name: values[name] for name in ("model", "format") if name in values}
+        return replace(self, generation=self.generation.replace(**generation), **own)
+
+    def values(self) -> dict[str, Any]:
+        """Every option by its flat name (the generation options but the seed)."""
+        generation = {k: v for k, v in self.generation.to_dict().items() if k != "seed"}
+        return {**generation, "model": self.model, "format": self.format,
+                "normalize": self.normalize, "quantize": self.quantize, "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -83,10 +96,15 @@ class Job:
     digest: str = field(default="", compare=False)
 
     @property
+    def generation(self) -> GenerationOptions:
+        """How the job is generated, its seed included."""
+        return self.options.generation.replace(seed=self.seed)
+
+    @property
     def batch_key(self) -> tuple:
         """Jobs with equal keys can share one generate call (seeds are per job)."""
         o = self.options
-        return (o.model, o.duration, o.guidance_scale, o.top_k, o.top_p, o.temperature)
+        return (o.model, o.quantize, o.dtype, o.generation)
 
     @property
     def audio_name(self) -> str:
@@ -98,9 +116,17 @@ class Job:
         return f"{self.audio_name}.json"
 
     def parameters(self) -> dict[str, Any]:
-        """Everything that determines the job's output, as stored in its sidecar."""
+        """Everything that determines the job's output, as its hash covers it: the options
+        of the first version always, later ones when they change the output (the precision
+        as it resolves here: "auto" is this device's dtype)."""
+        _, precision = choose_precision(self.options.model, self.options.quantize,
+                                        self.options.dtype)  # fmt: skip
+        values = {**self.options.values(), "quantize": precision.quantize,
+                  "dtype": precision.dtype}  # fmt: skip
+        hashed = {k: v for k, v in values.items()
+                  if k in FIRST_HASHED or v != FIRST_VALUES.get(k)}  # fmt: skip
         return {"id": self.id, "source": self.source, "input": self.input, "seed": self.seed,
-                **asdict(self.options)}
+                **hashed}
 
 
 def job_digest(job: Job) -> str:
@@ -162,15 +188,17 @@ def parse_job(raw: str, line: int, defaults: Options) -> Job:
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgumentError(f"'{source}' must be a non-empty string, got {text!r}.")
     job_id = _job_id(data.get("id"), line)
-    options = replace(defaults, **{k: data[k] for k in OPTION_FIELDS if k in data and k != "seed"})
-    options = options.check()
+    options = defaults.with_values({k: v for k, v in data.items()
+                                    if k in OPTION_FIELDS and k != "seed"})  # fmt: skip
     seed = data.get("seed")
     if seed is not None:
-        options.sampling().check(seed)
+        if isinstance(seed, list):
+            raise InvalidArgumentError(f"a job's seed is one integer, got {seed!r}.")
+        seed = options.generation.replace(seed=seed).seed
     job = Job(line, job_id, source, text,
               seed if seed is not None else derived_seed(job_id, source, text), options,
               seed_given=seed is not None)
-    return replace(job, digest=job_digest(job))
+    return replace(job, digest=job_digest(job))  # a model contradicting quantize/dtype fails here
 
 
 def _model_problem(check_model: Callable[[str], None], model: str) -> str | None:
@@ -206,7 +234,7 @@ def read_jobs(path: str | os.PathLike, defaults: Options | None = None, *,
     raises InvalidArgumentError for a job its model cannot make (after ``check_model``).
     """
     path = Path(path)
-    defaults = (defaults or Options()).check()
+    defaults = defaults or Options()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

@@ -39,7 +39,7 @@ class Batch:
     @property
     def cost(self) -> float:
         """Seconds of audio to generate: what the split balances."""
-        return sum(job.options.duration for job in self.jobs)
+        return sum(job.options.generation.duration for job in self.jobs)
 
 
 @dataclass(frozen=True)

@@ -15,31 +15,30 @@ finished job of the jobs file, in file order) and removes the partial manifests.
 from __future__ import annotations
 
 import json
-import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicgen.plugin.batch.generate import generate_codes
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
-from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
-from musicgen.plugin.outputs import find_sidecar
-from musicgen.plugin.prompt import MusicPrompt, build_prompt
-from musicgen.plugin.tool import (
-    clipping_note,
-    load_music_model,
-    source_text,
-    track_record,
-    with_cut_note,
-    write_track,
+from musicgen.plugin.batch.manifest import (
+    MANIFEST,
+    PARTIAL,
+    PARTIAL_PATTERN,
+    manifest_entry,
+    read_sidecar,
+    remove_leftovers,
+    write_lines,
 )
+from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
+from musicgen.plugin.models import MusicModel, load_music_model
+from musicgen.plugin.prompt import MusicPrompt, build_prompt
+from musicgen.plugin.sidecar import track_parameters, track_record, write_track
+from musicgen.plugin.smoke import NOTICE
+from musicgen.plugin.tool import source_text
+from musicgen.plugin.track import clipping_note, with_cut_note
 
-MANIFEST = "manifest.jsonl"
-PARTIAL = "manifest.rank{rank}.jsonl"
-PARTIAL_PATTERN = re.compile(r"manifest\.rank\d+\.jsonl")
 Log = Callable[[str], None]
 Progress = Callable[[float, float], None]  # (seconds of audio done, in all) of this rank's share
 
@@ -83,17 +82,15 @@ class Summary:
 
 def check_music_model(model_id: str) -> None:
     """ValueError unless the registry knows ``model_id`` as a music model (nothing is loaded)."""
-    from rag_core.errors import ModelNotFoundError
-    from rag_core.plugins import get_registry
+    from rag_core import ModelKindError, ModelNotFoundError, get_registry
 
     try:
-        spec = get_registry().spec(model_id)
+        get_registry().spec(model_id, kind="music")
+    except ModelKindError as exc:
+        raise ValueError(str(exc)) from None
     except ModelNotFoundError:
         raise ValueError(f"unknown model {model_id!r}: neither a registered music model nor a "
                          "MusicGen folder (see `mlx-rag models list`).") from None
-    if spec.kind != "music":
-        raise ValueError(f"model {model_id!r} is a model of kind '{spec.kind}', not a music "
-                         "model (see `mlx-rag models list --kind music`).")
 
 
 def job_checker() -> Callable[[Job], None]:
@@ -108,59 +105,9 @@ def job_checker() -> Callable[[Job], None]:
     def check(job: Job) -> None:
         found = facts(job.options.model)
         if found is not None:
-            job.options.sampling().check(job.seed, frame_rate=found.frame_rate)
+            job.options.generation.check(frame_rate=found.frame_rate)
 
     return check
-
-
-# ---- outputs ---------------------------------------------------------------------------------
-
-
-def read_sidecar(job: Job, out: Path) -> dict | None:
-    """The job's sidecar if the job is finished: audio present and the hash matching."""
-    audio = out / job.audio_name
-    sidecar = find_sidecar(audio)
-    if sidecar is None:
-        return None
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-        matches = data["batch"]["job_hash"] == job.digest
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not (matches and audio.is_file() and audio.stat().st_size > 0):
-        return None
-    return {**data, "sidecar": str(sidecar.resolve())}  # the file it is in (maybe an old name)
-
-
-def manifest_entry(job: Job, data: dict) -> dict:
-    """A manifest line from a finished job's sidecar."""
-    batch = data["batch"]
-    return {
-        "id": job.id,
-        "line": job.line,
-        "output": job.audio_name,
-        "sidecar": Path(data.get("sidecar") or job.sidecar_name).name,
-        "prompt": data["prompt"],
-        "model": data["model"],
-        "seed": data["seed"],
-        "duration": data["duration"],
-        "untrained": data.get("untrained", False),
-        "rank": batch["rank"],
-        "host": batch["host"],
-        "batch_size": batch["batch_size"],
-        "timings": data["timings"],
-        "created": data.get("created"),
-    }
-
-
-def remove_leftovers(job: Job, out: Path) -> None:
-    """Temporary files of this job that a killed run of an earlier version left behind (they
-    carry no process id; the job's rank owns them). Later ones: ``remove_stale_parts``."""
-    stem = re.escape(job.id)
-    pattern = re.compile(rf"\.{stem}\.[0-9a-f]+\.part\.\w+|\.{stem}\.json\.part")
-    for path in out.glob(f".{job.id}.*"):
-        if pattern.fullmatch(path.name):
-            path.unlink(missing_ok=True)
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -262,8 +209,9 @@ class BatchRun:
             longest = max(pending, key=lambda job: job.options.duration)
             share = -(-len(pending) // self.size)  # this rank's jobs, about
             try:
-                music, _ = load_music_model(longest.options.model)
-                size = batch_size_for(music, longest.options.duration, share)
+                options = longest.options
+                loaded = load_music_model(options.model, options.quantize, options.dtype)
+                size = batch_size_for(loaded.model, options.duration, share)
             except Exception:  # the model's batches report the error themselves
                 size = 4
         return self.agreement.min([size])[0]
@@ -329,7 +277,7 @@ class BatchRun:
 
     def _failures(self, jobs: list[Job], exc: Exception) -> list[dict]:
         """Log a failure once and return a failure record per job it hit."""
-        from rag_core.errors import RagError
+        from rag_core import RagError
 
         known = isinstance(exc, (RagError, ValueError))
         message = str(exc) if known else f"{type(exc).__name__}: {exc}"
@@ -340,7 +288,7 @@ class BatchRun:
 
     def _prompt(self, job: Job) -> MusicPrompt:
         """The job's music prompt: as given, or built from its text or its retrieved passages."""
-        from rag_core.config import get_config
+        from rag_core import get_config
 
         if job.source == "prompt":
             return MusicPrompt(" ".join(job.input.split()), "given", "prompt")
@@ -348,8 +296,7 @@ class BatchRun:
         if job.source == "text":
             source, provenance = job.input, {"input": "text"}
         else:
-            from rag_core.pipeline import PipelineState
-            from rag_core.plugins import get_tool
+            from rag_core import PipelineState, get_tool
 
             state = PipelineState(question=job.input, config=config)
             get_tool("retrieve").run(state, k=self.settings.k)
@@ -362,41 +309,42 @@ class BatchRun:
 
     def _generate(self, jobs: list[Job], prompts: list[MusicPrompt]
                   ) -> tuple[list[tuple[dict, Any]], dict]:
-        """Generate and decode the batch: ((record, audio) per job, the batch's timings)."""
-        from musicgen.plugin.smoke import NOTICE, is_smoke_checkpoint
+        """Generate and decode the batch: ((record, audio) per job, the batch's timings).
 
+        One ``generate_tokens`` call with one seed per job: row b samples as a batch of one
+        with its job's seed would, so a job's codes do not depend on its batch."""
         options = jobs[0].options
         started = time.perf_counter()
-        music, spec = load_music_model(options.model)
-        untrained = is_smoke_checkpoint(spec.location)
-        if untrained:
+        loaded = load_music_model(options.model, options.quantize, options.dtype)
+        if loaded.untrained:
             self._note_once(f"'{options.model}' is an {NOTICE}")
+        music = loaded.model
         prompts = [with_cut_note(prompt, music.tokenizer,
                                  lambda note, job=job: self.log(f"{self.prefix()}job {job.id}: "
                                                                 f"{note}"))
                    for job, prompt in zip(jobs, prompts, strict=True)]  # fmt: skip
-        loaded = time.perf_counter()
-        sampling = options.sampling()
-        before, cost = self.progress, options.duration * len(jobs)
-        codes = generate_codes(music, [p.text for p in prompts], [j.seed for j in jobs],
-                               sampling, lambda done: self._progress_to(before + done * cost))
+        ready = time.perf_counter()
+        before, cost = self.progress, options.generation.duration * len(jobs)
+        codes = music.generate_tokens(
+            [p.text for p in prompts], options.generation.replace(seed=[j.seed for j in jobs]),
+            progress=lambda done, total: self._progress_to(before + done / total * cost),
+        )
         generated = time.perf_counter()
         audio = music.decode(codes)
         decoded = time.perf_counter()
-        timings = {"load_s": round(loaded - started, 3),
-                   "generate_s": round(generated - loaded, 3),
+        timings = {"load_s": round(ready - started, 3),
+                   "generate_s": round(generated - ready, 3),
                    "decode_s": round(decoded - generated, 3)}
-        records = []
-        for job, prompt, track in zip(jobs, prompts, audio, strict=True):
-            channels, samples = track.shape
-            record = track_record(
-                self.out / job.audio_name, prompt, model=options.model,
-                model_source=spec.location, untrained=untrained, seed=job.seed,
-                parameters={**asdict(sampling), "normalize": options.normalize},
-                sample_rate=music.sample_rate, channels=channels, samples=samples,
-            )  # fmt: skip
-            records.append((record, track))
-        return records, timings
+        return [(self._record(job, prompt, loaded, samples), samples)
+                for job, prompt, samples in zip(jobs, prompts, audio, strict=True)], timings
+
+    def _record(self, job: Job, prompt: MusicPrompt, loaded: MusicModel, audio: Any) -> dict:
+        """The result record of a job's track (as the music tool's, for the same options)."""
+        channels, samples = audio.shape
+        parameters = track_parameters(job.generation, loaded, normalize=job.options.normalize)
+        return track_record(self.out / job.audio_name, prompt, model=job.options.model,
+                            loaded=loaded, parameters=parameters, channels=channels,
+                            samples=samples)  # fmt: skip
 
     def _write(self, job: Job, record: dict, audio: Any, batch_size: int,
                timings: dict) -> dict:
@@ -434,7 +382,7 @@ class BatchRun:
         manifest = None
         if self.rank == 0:  # nobody writes any more: tidy up what killed runs left behind
             manifest = self.out / MANIFEST
-            _write_lines(manifest, all_entries)
+            write_lines(manifest, all_entries)
             for path in self.out.iterdir():
                 if PARTIAL_PATTERN.fullmatch(path.name):
                     path.unlink(missing_ok=True)
@@ -455,15 +403,6 @@ class BatchRun:
             audio_seconds=round(sum(p["audio_seconds"] for p in parts), 3),
             untrained=sum(1 for e in all_entries if e["untrained"]),
         )
-
-
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    """Write JSON lines atomically."""
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def run_batch(settings: Settings, agreement: Agreement | None = None, *, log: Log | None = None,

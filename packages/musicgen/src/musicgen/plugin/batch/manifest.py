@@ -1,0 +1,76 @@
+"""A batch's outputs: which jobs are finished (their sidecars), the manifest, leftovers.
+
+A job is finished when its audio and its sidecar are there and the sidecar's ``batch.job_hash``
+is the job's digest (musicgen.plugin.batch.jobs). Each rank appends a line per finished job to
+``manifest.rank{R}.jsonl`` while it runs; rank 0 writes ``manifest.jsonl`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from musicgen.plugin.batch.jobs import Job
+from musicgen.plugin.outputs import find_sidecar
+
+MANIFEST = "manifest.jsonl"
+PARTIAL = "manifest.rank{rank}.jsonl"
+PARTIAL_PATTERN = re.compile(r"manifest\.rank\d+\.jsonl")
+
+
+def read_sidecar(job: Job, out: Path) -> dict | None:
+    """The job's sidecar if the job is finished: audio present and the hash matching."""
+    audio = out / job.audio_name
+    sidecar = find_sidecar(audio)
+    if sidecar is None:
+        return None
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        matches = data["batch"]["job_hash"] == job.digest
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (matches and audio.is_file() and audio.stat().st_size > 0):
+        return None
+    return {**data, "sidecar": str(sidecar.resolve())}  # the file it is in (maybe an old name)
+
+
+def manifest_entry(job: Job, data: dict) -> dict:
+    """A manifest line from a finished job's sidecar."""
+    batch = data["batch"]
+    return {
+        "id": job.id,
+        "line": job.line,
+        "output": job.audio_name,
+        "sidecar": Path(data.get("sidecar") or job.sidecar_name).name,
+        "prompt": data["prompt"],
+        "model": data["model"],
+        "seed": data["seed"],
+        "duration": data["duration"],
+        "untrained": data.get("untrained", False),
+        "rank": batch["rank"],
+        "host": batch["host"],
+        "batch_size": batch["batch_size"],
+        "timings": data["timings"],
+        "created": data.get("created"),
+    }
+
+
+def remove_leftovers(job: Job, out: Path) -> None:
+    """Temporary files of this job that a killed run of an earlier version left behind (they
+    carry no process id; the job's rank owns them). Later ones: ``remove_stale_parts``."""
+    stem = re.escape(job.id)
+    pattern = re.compile(rf"\.{stem}\.[0-9a-f]+\.part\.\w+|\.{stem}\.json\.part")
+    for path in out.glob(f".{job.id}.*"):
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+def write_lines(path: Path, rows: list[dict]) -> None:
+    """Write JSON lines atomically."""
+    tmp = path.with_name(f".{path.name}.part")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
