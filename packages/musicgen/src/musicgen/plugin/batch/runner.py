@@ -206,12 +206,12 @@ class BatchRun:
 
         size = 1
         if pending:
-            longest = max(pending, key=lambda job: job.options.duration)
+            longest = max(pending, key=lambda job: job.options.generation.duration)
             share = -(-len(pending) // self.size)  # this rank's jobs, about
             try:
                 options = longest.options
                 loaded = load_music_model(options.model, options.quantize, options.dtype)
-                size = batch_size_for(loaded.model, options.duration, share)
+                size = batch_size_for(loaded.model, options.generation.duration, share)
             except Exception:  # the model's batches report the error themselves
                 size = 4
         return self.agreement.min([size])[0]
