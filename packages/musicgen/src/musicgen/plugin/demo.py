@@ -61,6 +61,7 @@ def check_music_options(music: dict, smoke: bool) -> None:
     """The music step's checks, before the demo ingests or loads anything."""
     from dataclasses import fields
 
+    from musicgen.audio import DEFAULT_NORMALIZE
     from musicgen.plugin.outputs import check_free, output_path
     from musicgen.plugin.preflight import check_track_options
     from musicgen.plugin.tool import Sampling
@@ -68,7 +69,7 @@ def check_music_options(music: dict, smoke: bool) -> None:
     sampling = Sampling(**{f.name: music[f.name] for f in fields(Sampling) if f.name in music})
     overwrite = music.get("overwrite", False)
     check_track_options(SMOKE_ID if smoke else music["model"], sampling, music.get("seed"),
-                        normalize=music.get("normalize", "peak"), overwrite=overwrite,
+                        normalize=music.get("normalize", DEFAULT_NORMALIZE), overwrite=overwrite,
                         melody=music.get("melody"), continue_from=music.get("continue_from"),
                         stream=music.get("stream", False), quantize=music.get("quantize"))
     check_free(output_path(music.get("output"), "", music.get("format")), overwrite)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from musicgen.audio import DEFAULT_NORMALIZE
 from musicgen.errors import AudioError, InvalidArgumentError
 
 
@@ -124,7 +125,7 @@ def check_track_options(
     sampling: Any,
     seed: int | None,
     *,
-    normalize: str = "peak",
+    normalize: str = DEFAULT_NORMALIZE,
     overwrite: bool = False,
     melody: str | os.PathLike | None = None,
     continue_from: str | os.PathLike | None = None,

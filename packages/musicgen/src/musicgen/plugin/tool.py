@@ -26,6 +26,7 @@ from typing import Any
 
 from rag_core.errors import ModelUnavailableError, PipelineError
 
+from musicgen.audio import DEFAULT_NORMALIZE
 from musicgen.errors import InvalidArgumentError
 from musicgen.plugin.outputs import (
     check_free,
@@ -129,7 +130,7 @@ def make_track(
     seed: int | None = None,
     output: str | os.PathLike | None = None,
     format: str | None = None,
-    normalize: str = "peak",
+    normalize: str = DEFAULT_NORMALIZE,
     overwrite: bool = False,
     on_step: StepCallback | None = None,
     on_status: Status | None = None,
@@ -300,7 +301,7 @@ def write_track(
     audio: Any,
     record: dict,
     *,
-    normalize: str = "peak",
+    normalize: str = DEFAULT_NORMALIZE,
     overwrite: bool = False,
     tmp: Path | None = None,
     started: float | None = None,
@@ -437,7 +438,7 @@ def run(
     temperature: float = 1.0,
     output: str | None = None,
     format: str | None = None,
-    normalize: str = "peak",
+    normalize: str = DEFAULT_NORMALIZE,
     overwrite: bool = False,
     melody: str | None = None,
     continue_from: str | None = None,

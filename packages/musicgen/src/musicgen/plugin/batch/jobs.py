@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from musicgen.audio import NORMALIZE_MODES
+from musicgen.audio import DEFAULT_NORMALIZE, NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError, MusicGenError
 from musicgen.plugin.outputs import FORMATS
 from musicgen.plugin.tool import DEFAULT_MODEL, Sampling
@@ -46,7 +46,7 @@ class Options:
     top_p: float = Sampling.top_p
     temperature: float = Sampling.temperature
     format: str = "wav"
-    normalize: str = "peak"
+    normalize: str = DEFAULT_NORMALIZE
 
     def sampling(self) -> Sampling:
         return Sampling(self.duration, self.guidance_scale, self.top_k, self.top_p,
