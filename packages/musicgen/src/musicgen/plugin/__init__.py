@@ -1,5 +1,5 @@
-"""The mlx-rag plugin (entry point ``musicgen``): MusicGen models, the `music` tool and the
-`mlx-rag music` commands."""
+"""The mlx-rag plugin (entry point ``musicgen``): MusicGen models, the `music` tool, the
+`mlx-rag music` commands and the server's music endpoints."""
 
 from __future__ import annotations
 
@@ -173,9 +173,21 @@ def register_tools(register):
 
 @hookimpl
 def register_commands(cli):
-    """`mlx-rag music generate | from-text | demo | batch`."""
+    """`mlx-rag music generate | from-text | demo | batch | tracks`."""
     from musicgen.plugin.batch.command import batch_command
     from musicgen.plugin.cli import music_group
+    from musicgen.plugin.tracks_command import tracks_command
 
     music_group.add_command(batch_command)
+    music_group.add_command(tracks_command)
     cli.add_command(music_group)
+
+
+@hookimpl
+def register_routes(register):
+    """`mlx-rag serve`: POST /api/music, the track library (/api/tracks) and the page's music
+    part (musicgen.plugin.routes)."""
+    from musicgen.plugin.routes import routes
+
+    for route in routes():
+        register(route)

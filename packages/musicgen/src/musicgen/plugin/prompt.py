@@ -338,13 +338,22 @@ def llm_messages(text: str) -> list[dict]:
 def describe_with_llm(llm, text: str, max_tokens: int = 64) -> str | None:
     """The LLM's one-line music description of ``text`` (greedy, so repeatable), or None
     when what it wrote is not a usable prompt. ``llm`` is a rag_core LanguageModel."""
+    import contextlib
+
     from mlx_lm import generate
     from mlx_lm.sample_utils import make_sampler
     from rag_core.answer import render_prompt
+    from rag_core.errors import RagError
+    from rag_core.plugins import model_lane
 
     prompt = render_prompt(llm.tokenizer, llm_messages(text))
-    reply = generate(llm.model, llm.tokenizer, prompt, max_tokens=max_tokens,
-                     sampler=make_sampler(temp=0.0), verbose=False)  # fmt: skip
+    try:  # take turns with the model's other users (a server's chats and jobs)
+        lane = model_lane(llm.name)
+    except RagError:
+        lane = contextlib.nullcontext()
+    with lane:
+        reply = generate(llm.model, llm.tokenizer, prompt, max_tokens=max_tokens,
+                         sampler=make_sampler(temp=0.0), verbose=False)  # fmt: skip
     return clean_description(reply)
 
 

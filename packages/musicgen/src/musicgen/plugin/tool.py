@@ -457,7 +457,11 @@ def run(
         music_prompt = build_prompt(source, prompt_from=prompt_from, llm=llm,
                                     config=state.config, **provenance)  # fmt: skip
     sampling = Sampling(duration, guidance_scale, top_k, top_p, temperature)
-    with progress_bar("music") as on_step:
+    with progress_bar("music") as bar:
+        def on_step(done, total):  # the terminal's bar, and the pipeline's (a server job's)
+            bar(done, total)
+            state.progress(done, total)
+
         return make_track(music_prompt, model=model, sampling=sampling, seed=seed, output=output,
                           format=format, normalize=normalize, overwrite=overwrite,
                           on_step=on_step, melody=melody, continue_from=continue_from,
