@@ -11,21 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rag_core.plugins
+import rag_core
 import soundfile as sf
 
-from tests.server.conftest import assert_error
+from tests.server.conftest import SMOKE, assert_error
 
-SMOKE = "musicgen-smoke"
 TIMEOUT = 120
-
-
-@pytest.fixture
-def music_home(mlx_rag_home: Path, mlx_rag_config: Path) -> Path:
-    """The smoke checkpoint as the music tool's model; returns the track library folder."""
-    mlx_rag_config.write_text(f'[tools.music]\nmodel = "{SMOKE}"\n')
-    rag_core.plugins.reset()
-    return mlx_rag_home / "music"
 
 
 def wait_for(client, job_id: str, *statuses: str, seen: list | None = None) -> dict:
@@ -302,17 +293,6 @@ def test_options_describe_the_request(music_home, client):
     assert fields["model"]["default"] == SMOKE  # from [tools.music]
     assert fields["normalize"]["default"] == "loudness"
     assert SMOKE in {m["id"] for m in options["models"]}
-
-
-@pytest.fixture
-def music_library(library):
-    """The server tests' library (store, tiny BERT, citing LLM answering in 4 tokens) with
-    the smoke checkpoint as the music model."""
-    from tests.server.conftest import write_config
-
-    write_config(library.config, library.store, library.embedding, library.llm,
-                 extra=f'[tools.music]\nmodel = "{SMOKE}"\n')
-    return library
 
 
 QUESTION = "Why do ships sound horns in the harbour?"

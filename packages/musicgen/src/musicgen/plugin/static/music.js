@@ -53,6 +53,13 @@ function addStyle() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const seconds = (value) => (value == null ? "?" : `${Number(value).toFixed(1)} s`);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "?");
+
+// A text that may be long: its start, and the whole of it on a click.
+function longText(text, limit = 160) {
+  if (text.length <= limit) return text;
+  return el("details", {}, el("summary", { textContent: `${text.slice(0, limit)}…` }), text);
+}
 
 // ---- settings -------------------------------------------------------------------------------
 
@@ -145,7 +152,8 @@ class TrackView {
                                  textContent: "Delete", onclick: () => this.remove(onRemoved) })
         : null,
       el("span", { className: "muted", textContent:
-        `${seconds(track.duration)} · ${track.model || "?"} · ${track.created || track.modified}` }),
+        `${seconds(track.duration)} · ${track.model || "?"} · ${when(track.created || track.modified)}`
+      }),
       untrained);
     this.element = el("div", { className: "track", dataset: { trackId: track.id } },
       el("h3", { textContent: track.prompt || track.file }),
@@ -212,7 +220,7 @@ class TrackView {
     add("prompt", sidecar.prompt || this.track.prompt || "-");
     add("from", describeSource(sidecar));
     if (rag.question) add("question", rag.question);
-    if (rag.answer) add("answer", rag.answer);
+    if (rag.answer) add("answer", longText(rag.answer));
     const passages = rag.passages || [];
     if (passages.length) add("passages", ...passages.map((p) => this.passageLink(p)));
     else if ((sidecar.prompt_source?.sources || []).length) {
