@@ -60,3 +60,30 @@ def test_a_server_stopped_mid_generation_cancels_and_cleans_up(music_home, tmp_p
         assert server.stop() == 0
     assert list(music_home.iterdir()) == []
     assert "Traceback" not in server.log.read_text()
+
+
+def test_the_docs_example_makes_music_from_an_answer(music_library, tmp_path, monkeypatch):
+    """docs/server.md's Python example, run as written against a live server (its server,
+    token, LLM, answer length and duration swapped for the test's)."""
+    import runpy
+
+    doc = (Path(__file__).parents[2] / "docs" / "server.md").read_text()
+    start = doc.index("```python\nimport json\nimport time\nimport urllib.request")
+    code = doc[start + len("```python\n"): doc.index("```\n", start + 10)]
+    server = Server(tmp_path / "server.log", env={"MLX_RAG_TOKEN": TOKEN})
+    try:
+        code = (code.replace('"http://127.0.0.1:8321", "unused"', f'"{server.url}", "{TOKEN}"')
+                .replace('"qwen2.5-0.5b"', f'"{music_library.llm}"')
+                .replace('"duration": 10', '"duration": 1')
+                .replace("max_tokens=200", "max_tokens=8"))
+        script = tmp_path / "example.py"
+        script.write_text(code)
+        monkeypatch.chdir(tmp_path)
+        runpy.run_path(str(script))
+        tracks = call(server, "GET", "/api/tracks")["tracks"]
+    finally:
+        assert server.stop() == 0
+    (track,) = tracks
+    assert (tmp_path / track["id"]).read_bytes()[:4] == b"RIFF"
+    assert track["sidecar"]["rag"]["question"] == "What music suits a foggy harbour at night?"
+    assert track["seed"] == 7

@@ -17,6 +17,7 @@ is written to a hidden temporary file, renamed into the library when complete).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,8 +143,10 @@ async def track_audio(request: Request) -> Response:
     """The audio file; Starlette's FileResponse answers Range requests (206, or 416 with
     ``Content-Range: bytes */SIZE``) and conditional ones (ETag, Last-Modified)."""
     track = await run_in_threadpool(find_track, request.path_params["id"])
+    # Cross-Origin-Resource-Policy: other web sites cannot even embed it in an <audio>.
     return FileResponse(track.path, media_type=track.media_type, filename=track.id,
-                        content_disposition_type="inline")
+                        content_disposition_type="inline",
+                        headers={"Cross-Origin-Resource-Policy": "same-origin"})
 
 
 async def delete_track(request: Request) -> Response:
@@ -167,20 +170,22 @@ async def track_waveform(request: Request) -> Response:
 
 
 def waveform(path: Path, points: int) -> dict:
-    """Per point (an equal share of the samples, all channels): the lowest and highest sample
-    and the RMS, for drawing; and the duration."""
+    """Per point (an equal share of the frames, all channels): the lowest and highest sample
+    and the RMS, for drawing; and the duration. Read a point's frames at a time."""
     import soundfile
 
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as audio:
+            frames, rate, channels = audio.frames, audio.samplerate, audio.channels
+            points = max(1, min(points, frames))
+            bounds = np.linspace(0, frames, points + 1).astype(np.int64) if frames else []
+            lows, highs, rms = [], [], []
+            for start, end in itertools.pairwise(bounds):
+                part = audio.read(int(end - start), dtype="float32", always_2d=True)
+                lows.append(round(float(part.min()), 4))
+                highs.append(round(float(part.max()), 4))
+                rms.append(round(float(np.sqrt(np.mean(np.square(part)))), 4))
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise HTTPError(409, f"{path.name} cannot be read as audio: {exc}.", "id") from None
-    points = max(1, min(points, samples.shape[0]))
-    parts = np.array_split(samples, points) if samples.size else []
-    return {
-        "duration": round(samples.shape[0] / rate, 4), "sample_rate": rate,
-        "channels": samples.shape[1], "points": len(parts),
-        "min": [round(float(p.min()), 4) for p in parts],
-        "max": [round(float(p.max()), 4) for p in parts],
-        "rms": [round(float(np.sqrt(np.mean(np.square(p)))), 4) for p in parts],
-    }  # fmt: skip
+    return {"duration": round(frames / rate, 4), "sample_rate": rate, "channels": channels,
+            "points": len(lows), "min": lows, "max": highs, "rms": rms}
