@@ -51,6 +51,19 @@ class LoudnessReport:
                 "true_peak_dbtp": rounded(self.true_peak_dbtp), "limited": self.limited}
 
 
+def preload() -> None:
+    """Import the meter (pyloudnorm and SciPy's signal module take about a second) in a
+    background thread, so that a process about to generate a track has it by the time the
+    track is written (the server does this when a music job starts)."""
+    import threading
+
+    def load() -> None:
+        import pyloudnorm  # noqa: F401
+        import scipy.signal  # noqa: F401
+
+    threading.Thread(target=load, name="loudness-preload", daemon=True).start()
+
+
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
     """BS.1770 integrated loudness in LUFS of (frames, channels) or (frames,) samples; None for
     silence (no block above the -70 LUFS absolute gate). Clips shorter than one gating block

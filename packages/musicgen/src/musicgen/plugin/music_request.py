@@ -94,7 +94,7 @@ class MusicRequest:
     question: str | None = None
     answer: str | None = None
     passages: list[dict] | None = None
-    k: int = 4
+    k: int | None = None  # passages to retrieve (None: [tools.retrieve] k, else its default)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -136,8 +136,7 @@ def parse(body: dict, library: TrackLibrary) -> MusicRequest:
         request.question = value
         request.answer = fields.text("answer", max_length=MAX_CHARS["answer"])
         request.passages = _passages(body.get("passages"))
-        request.k = fields.integer("k", get_config().tool_options("retrieve").get("k", 4),
-                                   minimum=1, maximum=MAX_K)
+        request.k = fields.integer("k", minimum=1, maximum=MAX_K)
         if request.answer is not None and request.passages is None:
             raise HTTPError(400, "'answer' needs the 'passages' it was answered from.",
                             "passages")
@@ -241,9 +240,9 @@ def _passages(value: Any) -> list[dict] | None:
 def retrieve(request: MusicRequest) -> None:
     """Fill ``request.passages`` for a question that came without them (blocking; errors
     name the question): the `retrieve` tool, as a pipeline's first step."""
-    state = PipelineState(question=request.question, config=get_config())
     config = get_config()
-    options = {**config.tool_options("retrieve"), "k": request.k}
+    state = PipelineState(question=request.question, config=config)
+    options = {**config.tool_options("retrieve"), **({"k": request.k} if request.k else {})}
     try:
         lane = model_lane(config.get("embedding.model"))
     except ModelNotFoundError:  # retrieval says what it can do without it
