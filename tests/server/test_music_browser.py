@@ -24,6 +24,13 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1200,1800",
          "--autoplay-policy=no-user-gesture-required")
 
+PAINTED = """
+    const canvas = arguments[0];
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let painted = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+    return [canvas.width, painted];"""  # the canvas's width and its painted pixels
+
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
     reason="no Chromium here: install Debian's `chromium` and `chromium-driver` packages "
@@ -119,12 +126,7 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
           "passage 1 shown")
 
     # The waveform is drawn from the track's samples.
-    drawn = driver.execute_script("""
-        const canvas = arguments[0];
-        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-        let painted = 0;
-        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
-        return [canvas.width, painted];""", card.find_element(By.CSS_SELECTOR, "canvas"))
+    drawn = driver.execute_script(PAINTED, card.find_element(By.CSS_SELECTOR, "canvas"))
     assert drawn[0] > 100 and drawn[1] > drawn[0], drawn
 
     # Play: the player has the whole track and its time runs.
@@ -135,10 +137,17 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
     length = driver.execute_script("return arguments[0].duration;", track)
     assert length == pytest.approx(3.0, abs=0.05)
 
-    # The library lists it, with a player of its own.
-    until(driver, lambda d: d.find_elements(
+    # The library lists it, with a player of its own; its waveform is drawn once in view.
+    (entry,) = until(driver, lambda d: d.find_elements(
         By.CSS_SELECTOR, f"#track-library .track[data-track-id='{track_id}']"),
         "the track in the library")
+    driver.execute_script("arguments[0].scrollIntoView()", entry)
+    until(driver, lambda d: d.execute_script(PAINTED, entry.find_element(By.CSS_SELECTOR,
+                                                                         "canvas"))[1] > 100,
+          "the library's waveform")
+    entry.find_element(By.CSS_SELECTOR, "button.play").click()
+    until(driver, lambda d: entry.find_element(By.CSS_SELECTOR, "audio").get_attribute(
+        "src").startswith("blob:"), "the library's player")
 
     driver.save_screenshot(str(tmp_path / "page.png"))
     problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

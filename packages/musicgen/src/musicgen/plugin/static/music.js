@@ -321,7 +321,15 @@ class Library {
     const views = tracks.map((t) => new TrackView(this.page, t, {
       onRemoved: () => { this.empty.hidden = this.list.children.length > 0; } }));
     this.list.replaceChildren(...views.map((v) => v.element));
-    await Promise.all(views.map((v) => v.showWaveform().catch(() => {})));
+    // Each waveform is fetched when its track scrolls into view.
+    this.observer?.disconnect();
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries.filter((e) => e.isIntersecting)) {
+        this.observer.unobserve(entry.target);
+        views.find((v) => v.canvas === entry.target)?.showWaveform().catch(() => {});
+      }
+    });
+    views.forEach((v) => this.observer.observe(v.canvas));
   }
 }
 
@@ -366,7 +374,8 @@ export async function mount(page) {
       if (job.status !== "done") return;
       const track = new TrackView(page, job.result.track, { context, open: true });
       view.element.append(track.element);
-      for (const note of job.result.notes || []) {
+      const shown = job.result.track.sidecar?.prompt_source?.notes || [];  // in its provenance
+      for (const note of (job.result.notes || []).filter((n) => !shown.includes(n))) {
         view.element.append(el("p", { className: "muted", textContent: note }));
       }
       await Promise.all([track.showWaveform(), track.load()]);
