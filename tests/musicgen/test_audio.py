@@ -34,8 +34,8 @@ def test_formats_by_suffix(tmp_path, suffix, container, channels):
 
 def test_normalize_modes(tmp_path):
     audio = tone(amplitude=0.1)
-    peak, _ = sf.read(str(save_audio(tmp_path / "p.wav", audio, RATE)))
-    assert np.abs(peak).max() == pytest.approx(10 ** (-1 / 20), abs=1e-3)  # the default: peak
+    peak, _ = sf.read(str(save_audio(tmp_path / "p.wav", audio, RATE, normalize="peak")))
+    assert np.abs(peak).max() == pytest.approx(10 ** (-1 / 20), abs=1e-3)
     rms, _ = sf.read(str(save_audio(tmp_path / "r.wav", audio, RATE, normalize="rms")))
     assert np.sqrt(np.mean(rms**2)) == pytest.approx(0.1, abs=1e-3)  # -20 dBFS
     loud = tone(amplitude=3.0)
@@ -55,7 +55,7 @@ def test_silence_stays_silent_and_one_dimensional_audio_is_mono(tmp_path):
     ("kwargs", "message"),
     [
         ({"path": "out.mp3"}, "use a .wav, .flac or .ogg file name"),
-        ({"normalize": "loudest"}, "normalize must be one of peak, rms, clip, none"),
+        ({"normalize": "loudest"}, "normalize must be one of loudness, peak, rms, clip, none"),
         ({"sample_rate": 0}, "sample_rate must be a positive integer"),
         ({"sample_rate": 44100.5}, "sample_rate must be a positive integer"),
         ({"audio": np.zeros((1, 2, 100))}, "shape (channels, samples)"),

@@ -104,3 +104,20 @@ def test_a_local_llm_describes_the_text(tiny_llm, configure, monkeypatch):
     monkeypatch.setattr(musicgen.plugin.prompt, "describe_with_llm", lambda model, text: None)
     prompt = build_prompt("A calm harbour.", prompt_from="llm")
     assert prompt.builder == "extract" and "did not write a usable description" in prompt.notes[0]
+
+
+def test_the_llm_takes_turns_in_its_lane(tiny_llm, configure):
+    """While a server's chat (or job) generates with the LLM, describing music waits."""
+    import threading
+
+    from rag_core import model_lane
+
+    configure(f'[llm]\nmodel = "{tiny_llm}"\n')
+    llm, _ = find_llm(None, required=False)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (describe_with_llm(llm, "Fog."), done.set()))
+    with model_lane(str(tiny_llm)):
+        worker.start()
+        assert not done.wait(0.5)  # blocked on the lane we hold
+    assert done.wait(30)
+    worker.join()

@@ -120,7 +120,7 @@ BAD_OPTIONS = [
     ({"temperature": -0.1}, "temperature must be >= 0"),
     ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number"),
     ({"seed": -1}, "seed must be None or an integer"),
-    ({"normalize": "loud"}, "normalize must be one of peak, rms, clip, none"),
+    ({"normalize": "loud"}, "normalize must be one of loudness, peak, rms, clip, none"),
     ({"format": "mp3"}, "format must be one of wav, flac, ogg"),
     ({"output": "song.mp3"}, "must end in .wav, .flac or .ogg"),
     ({"output": "song.wav", "format": "flac"}, "is a .wav file but format is 'flac'"),

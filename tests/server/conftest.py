@@ -110,3 +110,25 @@ def assert_error(response, status: int, param: str | None = None, words: str = "
     assert words.lower() in error["message"].lower(), error
     assert "Traceback" not in response.text
     return error
+
+
+# ---- music (the musicgen plugin's endpoints) ----
+
+SMOKE = "musicgen-smoke"
+
+
+@pytest.fixture
+def music_home(mlx_rag_home: Path, mlx_rag_config: Path) -> Path:
+    """The smoke checkpoint as the music tool's model; returns the track library folder."""
+    mlx_rag_config.write_text(f'[tools.music]\nmodel = "{SMOKE}"\n')
+    rag_core.plugins.reset()
+    return mlx_rag_home / "music"
+
+
+@pytest.fixture
+def music_library(library):
+    """The server tests' library (store, tiny BERT, citing LLM answering in 4 tokens) with
+    the smoke checkpoint as the music model."""
+    write_config(library.config, library.store, library.embedding, library.llm,
+                 extra=f'[tools.music]\nmodel = "{SMOKE}"\n')
+    return library

@@ -13,8 +13,9 @@ def test_health(client):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["auth"] is False
     assert health["features"][:5] == ["chat", "embeddings", "search", "pipelines", "jobs"]
-    assert {p["name"] for p in health["plugins"]} >= {"rag_core"}
-    assert health["page_modules"] == [] and health["jobs"] == {}
+    assert {p["name"] for p in health["plugins"]} >= {"rag_core", "musicgen"}
+    assert health["features"][5:] == ["musicgen"]  # its endpoints and page module
+    assert health["page_modules"] == ["/plugins/musicgen/music.js"] and health["jobs"] == {}
 
 
 def test_search_returns_score_source_lines_and_text(library, client):

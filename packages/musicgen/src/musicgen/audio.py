@@ -11,7 +11,8 @@ import numpy as np
 from musicgen.errors import AudioError, InvalidArgumentError
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-NORMALIZE_MODES = ("peak", "rms", "clip", "none")
+NORMALIZE_MODES = ("loudness", "peak", "rms", "clip", "none")
+DEFAULT_NORMALIZE = "loudness"  # the same perceived level for every track (docs/musicgen.md)
 PEAK_DBFS = -1.0  # headroom left by "peak"
 RMS_DBFS = -20.0  # loudness target of "rms"
 
@@ -21,16 +22,18 @@ def save_audio(
     audio,
     sample_rate: int,
     *,
-    normalize: str | None = "peak",
+    normalize: str | None = DEFAULT_NORMALIZE,
     format: str | None = None,
 ) -> Path:
     """Write ``audio`` ((channels, samples) or (samples,), mx or numpy) to ``path``.
 
     The format follows the suffix (or ``format``, e.g. ".wav", for a path without one, such as
     a temporary file): .wav and .flac (16-bit PCM) or .ogg (Vorbis).
-    ``normalize``: "peak" scales the loudest sample to -1 dBFS; "rms" scales to -20 dBFS RMS
-    and clips; "clip" only clips to [-1, 1]; "none" (or None) writes the samples as they are,
-    which clips anything beyond [-1, 1]. Silence is never scaled up. Returns the path written.
+    ``normalize``: "loudness" scales to -14 LUFS integrated loudness (ITU-R BS.1770), less
+    where the true peak would pass -1 dBTP (musicgen.loudness); "peak" scales the loudest
+    sample to -1 dBFS; "rms" scales to -20 dBFS RMS and clips; "clip" only clips to [-1, 1];
+    "none" (or None) writes the samples as they are, which clips anything beyond [-1, 1].
+    Silence is never scaled up. Returns the path written.
     """
     path = Path(path)
     suffix = (format or path.suffix).lower()
@@ -47,7 +50,7 @@ def save_audio(
     if not integer or sample_rate <= 0:
         raise InvalidArgumentError(f"sample_rate must be a positive integer, got {sample_rate!r}.")
     samples = _as_samples(audio)
-    samples = _normalize(samples, mode)
+    samples = _normalize(samples, mode, int(sample_rate))
     import soundfile as sf
 
     container, subtype = FORMATS[suffix]
@@ -77,8 +80,12 @@ def _as_samples(audio) -> np.ndarray:
     return samples.T
 
 
-def _normalize(samples: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "peak":
+def _normalize(samples: np.ndarray, mode: str, sample_rate: int) -> np.ndarray:
+    if mode == "loudness":
+        from musicgen.loudness import normalize_loudness
+
+        samples, _ = normalize_loudness(samples, sample_rate)
+    elif mode == "peak":
         peak = float(np.abs(samples).max())
         if peak > 0:
             samples = samples * (10 ** (PEAK_DBFS / 20) / peak)

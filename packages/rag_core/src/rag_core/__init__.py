@@ -10,10 +10,10 @@ This top level is the whole API a plugin needs: the hooks and what they register
 ``ModelSpec``, ``ModelPattern``, ``Tool``, ``Endpoint``, ``PageModule``), the registry, tools,
 pipelines and jobs, the config and the data dir (``home_dir``), the hub (``resolve_model_path``,
 ``looks_like_repo_id``), retrieval and the LLM (``retrieve``, ``ingest_paths``, ``get_llm``),
-the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``exit_code``,
-``interrupted_by``), the server's (``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``)
-and the errors. Helpers that would slow ``import rag_core`` (the CLI, the store, the web stack)
-load on first use.
+the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``echo_json``,
+``echo_table``, ``exit_code``, ``interrupted_by``), the server's (``read_json``, ``Fields``,
+``HTTPError``, ``job_accepted``) and the errors. Helpers that would slow ``import rag_core``
+(the CLI, the store, the web stack) load on first use.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ _LAZY = {
     "progress_bar": "rag_core.cli.output",
     "is_quiet": "rag_core.cli.output",
     "short": "rag_core.cli.output",
+    "echo_json": "rag_core.cli.output",
+    "echo_table": "rag_core.cli.output",
     "exit_code": "rag_core.cli.signals",
     "interrupted_by": "rag_core.cli.signals",
     "retrieve": "rag_core.retrieval",
@@ -117,6 +119,8 @@ __all__ = [
     "StoreError",
     "Tool",
     "ToolNotFoundError",
+    "echo_json",
+    "echo_table",
     "exit_code",
     "get_config",
     "get_host",

@@ -1,6 +1,7 @@
-"""The mlx-rag plugin (entry point ``musicgen``): MusicGen models, the `music` tool and the
-`mlx-rag music` commands. This module only registers them; each lives in a module of its own
-(models.py, tool.py, cli.py, batch/), which never imports this one."""
+"""The mlx-rag plugin (entry point ``musicgen``): MusicGen models, the `music` tool, the
+`mlx-rag music` commands and the server's music endpoints. This module only registers them;
+each lives in a module of its own (models.py, tool.py, cli.py, batch/, routes.py, tracks.py),
+which never imports this one."""
 
 from __future__ import annotations
 
@@ -74,9 +75,21 @@ def register_tools(register):
 
 @hookimpl
 def register_commands(cli):
-    """`mlx-rag music generate | from-text | demo | batch`."""
+    """`mlx-rag music generate | from-text | demo | batch | tracks`."""
     from musicgen.plugin.batch.command import batch_command
     from musicgen.plugin.cli import music_group
+    from musicgen.plugin.tracks_command import tracks_command
 
     music_group.add_command(batch_command)
+    music_group.add_command(tracks_command)
     cli.add_command(music_group)
+
+
+@hookimpl
+def register_routes(register):
+    """`mlx-rag serve`: POST /api/music, the track library (/api/tracks) and the page's music
+    part (musicgen.plugin.routes)."""
+    from musicgen.plugin.routes import routes
+
+    for route in routes():
+        register(route)

@@ -80,7 +80,8 @@ def audio_flags() -> list:
         click.option("--format", "format_", type=click.Choice(FORMATS),
                      help="Audio format (default: wav; an --output file name sets its own)."),
         click.option("--normalize", type=click.Choice(NORMALIZE_MODES),
-                     help="peak: loudest sample at -1 dBFS; rms: -20 dBFS RMS; clip: cut to "
+                     help="loudness: -14 LUFS (ITU-R BS.1770), true peak under -1 dBTP; "
+                          "peak: loudest sample at -1 dBFS; rms: -20 dBFS RMS; clip: cut to "
                           "[-1, 1]; none: as generated (a .wav/.flac file still clips beyond "
                           f"[-1, 1], with a note). Default: {DEFAULTS['normalize']}."),
     ]  # fmt: skip

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from musicgen.audio import NORMALIZE_MODES
+from musicgen.audio import DEFAULT_NORMALIZE, NORMALIZE_MODES
 from musicgen.errors import InvalidArgumentError
 from musicgen.options import GenerationOptions, option_fields
 from musicgen.plugin.outputs import FORMATS
@@ -97,7 +97,7 @@ class TrackOptions:
     model: str = DEFAULT_MODEL
     output: str | os.PathLike | None = None
     format: str | None = None
-    normalize: str = "peak"
+    normalize: str = DEFAULT_NORMALIZE
     overwrite: bool = False
     melody: str | os.PathLike | None = None
     continue_from: str | os.PathLike | None = None

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from musicgen.audio import DEFAULT_NORMALIZE
 from musicgen.options import GenerationOptions, option_fields
 from musicgen.plugin.models import MusicModel
 from musicgen.plugin.outputs import (
@@ -100,7 +101,7 @@ def write_track(
     audio: Any,
     record: dict,
     *,
-    normalize: str = "peak",
+    normalize: str = DEFAULT_NORMALIZE,
     overwrite: bool = False,
     tmp: Path | None = None,
     started: float | None = None,

@@ -49,7 +49,7 @@ class Options:
     generation: GenerationOptions = DEFAULTS
     model: str = DEFAULT_MODEL
     format: str = "wav"
-    normalize: str = "peak"
+    normalize: str = TrackOptions.normalize
     quantize: int | None = None
     dtype: str = "auto"
 

@@ -1,0 +1,111 @@
+"""Loudness normalization: BS.1770 integrated loudness to -14 LUFS under a true-peak ceiling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+from musicgen import save_audio
+from musicgen.audio import DEFAULT_NORMALIZE
+from musicgen.loudness import (
+    CEILING_DBTP,
+    TARGET_LUFS,
+    db,
+    integrated_loudness,
+    normalize_loudness,
+    true_peak,
+)
+
+# BS.1770's K-weighting is scaled so that a 0 dBFS-peak sine at 997 Hz (-3.01 dB RMS) reads
+# -3.01 LUFS; BS.1770 meters are held to +-0.1 LU of such reference values.
+REFERENCE_LUFS = 10 * math.log10(0.5)  # -3.0103
+TOLERANCE = 0.1
+
+
+def sine(rate: int, seconds: float, amplitude: float = 1.0, hz: float = 997.0,
+         phase: float = 0.0) -> np.ndarray:
+    t = np.arange(round(rate * seconds)) / rate
+    return amplitude * np.sin(2 * np.pi * hz * t + phase)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 32000])
+def test_a_full_scale_997_hz_sine_reads_minus_3_01_lufs(rate):
+    assert integrated_loudness(sine(rate, 3.0), rate) == pytest.approx(REFERENCE_LUFS,
+                                                                       abs=TOLERANCE)
+    # Two channels of it: twice the power, +3.01 LU.
+    stereo = np.stack([sine(rate, 3.0)] * 2, axis=1)
+    assert integrated_loudness(stereo, rate) == pytest.approx(0.0, abs=TOLERANCE)
+    # 20 dB quieter reads 20 LU lower.
+    assert integrated_loudness(sine(rate, 3.0, 0.1), rate) == pytest.approx(
+        REFERENCE_LUFS - 20, abs=TOLERANCE)
+
+
+def test_rates_too_low_for_k_weighting_are_measured_at_48_khz():
+    """The K-weighting shelf (~1.5 kHz) lies beyond the Nyquist frequency of 800 Hz audio (the
+    tiny test checkpoints' rate): such audio reads as the same tone at 48 kHz does."""
+    reference = integrated_loudness(sine(48000, 2.0, 0.5, hz=100), 48000)
+    for rate in (800, 4000):
+        assert integrated_loudness(sine(rate, 2.0, 0.5, hz=100), rate) == pytest.approx(
+            reference, abs=0.05)
+        out, _ = normalize_loudness(sine(rate, 2.0, 0.5, hz=100), rate)
+        assert integrated_loudness(out, rate) == pytest.approx(TARGET_LUFS, abs=0.01)
+
+
+def test_a_clip_shorter_than_one_gating_block_is_measured_as_one_block():
+    rate = 32000
+    for seconds in (0.39, 0.1, 0.02):
+        assert integrated_loudness(sine(rate, seconds), rate) == pytest.approx(
+            REFERENCE_LUFS, abs=TOLERANCE)
+    out, report = normalize_loudness(sine(rate, 0.2, 0.01), rate)
+    assert report.loudness_lufs == pytest.approx(TARGET_LUFS)
+    assert integrated_loudness(out, rate) == pytest.approx(TARGET_LUFS, abs=TOLERANCE)
+
+
+def test_normalizes_to_minus_14_lufs():
+    rate = 32000
+    quiet = sine(rate, 2.0, 0.05).astype(np.float32)
+    out, report = normalize_loudness(quiet, rate)
+    assert out.dtype == np.float32 and not report.limited
+    assert report.input_lufs == pytest.approx(REFERENCE_LUFS + db(0.05), abs=TOLERANCE)
+    assert integrated_loudness(out, rate) == pytest.approx(TARGET_LUFS, abs=0.01)
+    # a sine at -14 LUFS has a peak of 10 ** ((-14 + 3.01) / 20)
+    assert np.abs(out).max() == pytest.approx(10 ** ((TARGET_LUFS - REFERENCE_LUFS) / 20),
+                                              rel=0.02)
+
+
+def test_the_true_peak_ceiling_lowers_the_gain_instead_of_clipping():
+    rate = 32000
+    signal = sine(rate, 2.0, 0.02)
+    signal[rate // 2] = 0.9  # one click: the loudness gain would take it far past full scale
+    out, report = normalize_loudness(signal, rate)
+    assert report.limited and report.loudness_lufs < TARGET_LUFS
+    assert report.true_peak_dbtp == pytest.approx(CEILING_DBTP)
+    assert db(true_peak(out, rate)) == pytest.approx(CEILING_DBTP, abs=0.01)
+    assert np.abs(out).max() < 1.0
+
+
+def test_true_peak_finds_the_peak_between_samples():
+    rate = 32000
+    # A sine at a quarter of the rate, sampled 45 degrees off its crests: every sample is
+    # at 0.707, the wave itself reaches 1.0.
+    wave = sine(rate, 0.5, 1.0, hz=rate / 4, phase=math.pi / 4)
+    assert np.abs(wave).max() == pytest.approx(math.sqrt(0.5), abs=1e-6)
+    assert true_peak(wave, rate) == pytest.approx(1.0, abs=0.03)  # +0.25 dB at most
+
+
+def test_silence_is_left_alone():
+    out, report = normalize_loudness(np.zeros((32000, 2), np.float32), 32000)
+    assert not out.any() and report.input_lufs is None and report.gain_db == 0.0
+    assert normalize_loudness(np.zeros(0), 32000)[1].input_lufs is None
+
+
+def test_save_audio_writes_loudness_normalized_files_by_default(tmp_path):
+    assert DEFAULT_NORMALIZE == "loudness"
+    rate = 32000
+    audio = np.stack([sine(rate, 1.5, 0.02), sine(rate, 1.5, 0.01)]).astype(np.float32)
+    path = save_audio(tmp_path / "a.flac", audio, rate)
+    data, _ = sf.read(str(path), always_2d=True)
+    assert integrated_loudness(data, rate) == pytest.approx(TARGET_LUFS, abs=0.05)
+    assert db(true_peak(data, rate)) <= CEILING_DBTP + 0.01
