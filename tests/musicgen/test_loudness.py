@@ -109,3 +109,19 @@ def test_save_audio_writes_loudness_normalized_files_by_default(tmp_path):
     data, _ = sf.read(str(path), always_2d=True)
     assert integrated_loudness(data, rate) == pytest.approx(TARGET_LUFS, abs=0.05)
     assert db(true_peak(data, rate)) <= CEILING_DBTP + 0.01
+
+
+def test_the_meter_is_preloaded_once_on_a_thread_the_process_waits_for(monkeypatch):
+    """A process that ends while SciPy is still being imported must wait for the import: tearing
+    its libraries down under a daemon thread aborted a stopped server (exit -6)."""
+    import threading
+
+    from musicgen import loudness
+
+    started = []
+    monkeypatch.setattr(loudness, "_preloading", False)
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
+    loudness.preload()
+    loudness.preload()
+    assert len(started) == 1
+    assert not started[0].daemon

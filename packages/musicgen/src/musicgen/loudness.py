@@ -51,17 +51,27 @@ class LoudnessReport:
                 "true_peak_dbtp": rounded(self.true_peak_dbtp), "limited": self.limited}
 
 
+_preloading = False
+
+
 def preload() -> None:
     """Import the meter (pyloudnorm and SciPy's signal module take about a second) in a
-    background thread, so that a process about to generate a track has it by the time the
-    track is written (the server does this when a music job starts)."""
+    background thread, once per process, so that a process about to generate a track has it by
+    the time the track is written (the server and ``make_track`` start it before loading the
+    model). The thread is not a daemon: a process that ends meanwhile waits for the import to
+    finish rather than tearing SciPy's libraries down under it (which aborts the process)."""
     import threading
+
+    global _preloading
+    if _preloading:
+        return
+    _preloading = True
 
     def load() -> None:
         import pyloudnorm  # noqa: F401
         import scipy.signal  # noqa: F401
 
-    threading.Thread(target=load, name="loudness-preload", daemon=True).start()
+    threading.Thread(target=load, name="loudness-preload").start()
 
 
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:

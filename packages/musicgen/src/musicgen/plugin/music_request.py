@@ -177,7 +177,8 @@ def check_options(values: dict, given: dict, library: TrackLibrary) -> tuple[dic
     from musicgen.plugin.models import choose_precision, variant_id
 
     if "seed" in given and not isinstance(given["seed"], int):
-        raise ValueError("seed must be one integer for one track.")
+        raise ValueError(f"seed must be an integer (one seed for one track), got "
+                         f"{given['seed']!r}.")
     model = values.get("model")
     try:
         get_registry().spec(model, kind="music")
