@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from rag_core.blas import route_mlx_blas
 from rag_core.config import Config, get_config, load_config, set_config
 from rag_core.errors import (
     ConfigError,
@@ -62,3 +63,5 @@ __all__ = [
     "run_pipeline",
     "set_config",
 ]
+
+route_mlx_blas()  # MLX's CPU matrix products through an optimized BLAS (rag_core.blas)

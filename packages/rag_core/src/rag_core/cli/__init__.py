@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from rag_core import __version__
+from rag_core.cli.doctor import version_option
 from rag_core.config import load_config, set_config
 from rag_core.errors import RagError
 from rag_core.plugins import env_flag, get_host, reset
@@ -107,18 +107,19 @@ def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -
               callback=_use_config,
               help="Config file (default: $MLX_RAG_CONFIG, ./mlx-rag.toml, then the user "
                    "config dir).")
-@click.version_option(__version__, prog_name="mlx-rag")
+@version_option
 def cli() -> None:
     """Retrieval-augmented generation on MLX, extended by plugins (e.g. music generation)."""
 
 
 def _add_core_commands() -> None:
     from rag_core.cli.config import config_group
+    from rag_core.cli.doctor import doctor_command
     from rag_core.cli.models import models_group
     from rag_core.cli.plugins import plugins_group
     from rag_core.cli.run import run_command
 
-    for command in (config_group, models_group, plugins_group, run_command):
+    for command in (config_group, doctor_command, models_group, plugins_group, run_command):
         cli.add_command(command)
     try:
         from rag_core.cli import retrieval
