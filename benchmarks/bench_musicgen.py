@@ -382,6 +382,25 @@ def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
     return row
 
 
+def measure_transformers_apart(name: str, dtype: str, batch: int, args) -> Row:
+    """``measure_transformers`` in a process of its own (CPU runs): torch's threads and MLX's
+    never share this process, so neither slows the other."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "reference.json")
+        command = [sys.executable, __file__, "--reference-only", "--models", name, "--dtype",
+                   dtype, "--batch", str(batch), "--duration", str(args.duration), "--repeat",
+                   str(args.repeat), "--json", out] + (["--best"] if args.best else [])
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"the transformers process failed:\n{result.stderr[-3000:]}")
+        with open(out) as f:
+            values = json.load(f)["rows"][0]
+    return Row(**{k: v for k, v in values.items() if k in Row.__dataclass_fields__})
+
+
 def free_torch_cache() -> None:
     import torch
 
@@ -410,6 +429,11 @@ def versions() -> dict:
         "kernels": musicgen.kernels.available(),
         "MLX_MAX_OPS_PER_BUFFER": os.environ.get("MLX_MAX_OPS_PER_BUFFER", "default"),
     }
+    if mx.default_device() == mx.cpu:
+        from rag_core.blas import blas_status
+
+        status = blas_status()
+        info["blas"] = status.summary() + (f", {status.threads} threads" if status.threads else "")
     try:
         import torch
         import transformers
@@ -473,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best", action="store_true", help="report the fastest run, not median")
     parser.add_argument("--json", help="write rows, versions and quality to this file")
     parser.add_argument("--gemv-rows", type=int, help="musicgen.decoder.GEMV_ROWS (tuning)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the transformers rows (what a CPU run starts for them)")
     args = parser.parse_args(argv)
     if args.gemv_rows is not None:
         musicgen.decoder.GEMV_ROWS = args.gemv_rows
@@ -486,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     quality, parity = [], []
     for name in args.models:
         for dtype in args.dtype:
-            for quant in sorted(args.quantize):
+            for quant in [] if args.reference_only else sorted(args.quantize):
                 model = build_ours(name, dtype)
                 if quant:
                     quality.append(
@@ -513,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
                 gc.collect()
                 mx.clear_cache()
             if args.reference:
+                apart = mx.default_device() == mx.cpu and not args.reference_only
                 for batch in args.batch:
-                    rows.append(measure_transformers(name, dtype, batch, args))
+                    measure = measure_transformers_apart if apart else measure_transformers
+                    rows.append(measure(name, dtype, batch, args))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
                     gc.collect()
                     free_torch_cache()

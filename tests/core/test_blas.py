@@ -47,10 +47,10 @@ def run_python(code: str, env: dict[str, str] | None = None) -> tuple[dict, str]
 @linux_only
 @pytest.mark.parametrize("order", ["rag_core first", "mlx first", "mlx used first"])
 def test_mlx_calls_openblas_whatever_the_import_order(order):
+    used = "mx.eval(mx.ones((8, 8)) @ mx.ones((8, 8)))\n"  # binds the slot to netlib first
     before = {"rag_core first": "import rag_core\nimport mlx.core as mx\n",
               "mlx first": "import mlx.core as mx\nimport rag_core\n",
-              "mlx used first": "import mlx.core as mx\nmx.eval(mx.ones((8, 8)) @ mx.ones((8, 8)))\n"
-                                "import rag_core\n"}[order]  # fmt: skip
+              "mlx used first": "import mlx.core as mx\n" + used + "import rag_core\n"}[order]
     report, stderr = run_python(before + REPORT)
     assert report["optimized"] and report["name"].startswith("OpenBLAS"), report
     assert report["library"].endswith("libscipy_openblas.so")

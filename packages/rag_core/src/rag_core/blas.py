@@ -35,6 +35,7 @@ THREADS_ENV = "MLX_RAG_BLAS_THREADS"
 PACKAGE = "scipy-openblas32"  # LP64 OpenBLAS: 32-bit integers, like MLX's cblas calls
 ROUTED = ("cblas_sgemm", "cblas_dgemm", "cblas_cgemm")  # what libmlx imports from a BLAS
 MLX_LIBRARY = "libmlx.so"
+BUNDLED = f"{ENV}=bundled"  # the reason when the user chose MLX's own BLAS
 PREFIXES = ("scipy_", "")  # scipy-openblas32's names, then plain ones (a user's library)
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def _route_once() -> BlasStatus:
 
 def _note(status: BlasStatus | None) -> None:
     """One visible line when MLX stays on a slow BLAS for a reason the user did not choose."""
-    if status and not status.optimized and status.reason and ENV not in status.reason:
+    if status and not status.optimized and status.reason and status.reason != BUNDLED:
         log.warning(f"Note: MLX's CPU matrix products use {status.summary()}; they can be "
                     f"10-30x slower. Set {ENV}=bundled to silence this.")
 
@@ -156,7 +157,7 @@ def _route() -> BlasStatus:
     current = _current_provider(mlx, slots)
     choice = os.environ.get(ENV, "auto").strip() or "auto"
     if choice.lower() == "bundled":
-        return BlasStatus(current.name, current.optimized, current.library, reason=f"{ENV}=bundled")
+        return BlasStatus(current.name, current.optimized, current.library, reason=BUNDLED)
     if not slots:  # e.g. a build that links its BLAS statically: nothing to route
         return current
     path = _openblas_path() if choice.lower() == "auto" else os.path.realpath(choice)

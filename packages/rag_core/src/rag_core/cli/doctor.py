@@ -71,7 +71,7 @@ version_option = click.option(
 def doctor_command(as_json: bool) -> None:
     """Check the installation: versions, MLX's device, and the BLAS that MLX multiplies with
     on the CPU (checked against NumPy and timed). Exits 1 when a check fails."""
-    from rag_core.blas import ENV, PACKAGE, check_matmul
+    from rag_core.blas import BUNDLED, ENV, PACKAGE, check_matmul
 
     info = environment()
     check = check_matmul() if "device" in info else None
@@ -95,7 +95,7 @@ def doctor_command(as_json: bool) -> None:
             click.echo(f"  {check.size}x{check.size} float32 product: {verdict} (relative error "
                        f"{check.relative_error:.1e}), {check.seconds * 1000:.1f} ms, "
                        f"{check.gflops:.1f} GFLOP/s")
-        if not blas["optimized"] and ENV not in (blas["reason"] or "") and sys.platform == "linux":
+        if not blas["optimized"] and blas["reason"] != BUNDLED and sys.platform == "linux":
             click.echo(f"  hint: pip install {PACKAGE}, and leave {ENV} unset or 'auto'.")
     if check and not check.ok:
         raise click.exceptions.Exit(1)
