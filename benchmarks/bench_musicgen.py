@@ -433,7 +433,7 @@ def versions() -> dict:
         from rag_core.blas import blas_status
 
         status = blas_status()
-        info["blas"] = status.summary() + (f", {status.threads} threads" if status.threads else "")
+        info["blas"] = status.summary() + (f", threads {status.threads}" if status.threads else "")
     try:
         import torch
         import transformers

@@ -45,7 +45,8 @@ def environment() -> dict[str, Any]:
 
 
 def blas_line(blas: dict[str, Any]) -> str:
-    threads = f", {blas['threads']} threads" if blas["threads"] else ""
+    count = blas["threads"]
+    threads = f", {count} thread{'s' if count != 1 else ''}" if count else ""
     reason = f" ({blas['reason']})" if blas["reason"] else ""
     return f"{blas['name']}{threads}{reason}"
 

@@ -14,8 +14,6 @@ shapes they were over half of an embedding on the CPU once the matrix products r
 
 from __future__ import annotations
 
-from functools import partial
-
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -40,7 +38,7 @@ def erf(x: mx.array) -> mx.array:
     return x * p / q
 
 
-@partial(mx.compile, shapeless=True)
+@mx.compile  # per shape: 2.5x faster than shapeless=True here (a retrace per shape is cheap)
 def gelu(x: mx.array) -> mx.array:
     """GELU in the exact (erf) form, BERT's "gelu"."""
     return 0.5 * x * (1.0 + erf(x * 0.7071067811865476))
