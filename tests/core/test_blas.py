@@ -173,3 +173,15 @@ def test_doctor_reports_the_fallback():
                             text=True, env=os.environ | {blas.ENV: "bundled"}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "reference BLAS" in result.stdout and f"{blas.ENV}=bundled" in result.stdout
+
+
+def test_threads_default_to_half_the_cores(monkeypatch, caplog):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.delenv(blas.THREADS_ENV, raising=False)
+    assert blas.default_threads() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert blas.default_threads() == 1
+    monkeypatch.setenv(blas.THREADS_ENV, "2")
+    assert blas.default_threads() == 2
+    monkeypatch.setenv(blas.THREADS_ENV, "many")
+    assert blas.default_threads() == 1 and "is not a positive integer" in caplog.text
