@@ -175,10 +175,12 @@ def test_doctor_reports_the_fallback():
     assert "reference BLAS" in result.stdout and f"{blas.ENV}=bundled" in result.stdout
 
 
-def test_threads_default_to_half_the_cores(monkeypatch, caplog):
+def test_threads_default_to_the_usable_cores(monkeypatch, caplog):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     monkeypatch.delenv(blas.THREADS_ENV, raising=False)
-    assert blas.default_threads() == 3
+    assert blas.default_threads() == 6
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert blas.default_threads() == 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert blas.default_threads() == 1
     monkeypatch.setenv(blas.THREADS_ENV, "2")

@@ -12,7 +12,7 @@ Nothing else in the process sees it: torch, numpy and SciPy keep their own BLAS.
   later call goes to OpenBLAS.
 - ``MLX_RAG_BLAS``: ``auto`` (default), ``bundled`` (leave MLX alone) or the path of a BLAS
   library with LP64 ``cblas_sgemm`` (plain or ``scipy_`` names).
-  ``MLX_RAG_BLAS_THREADS``: OpenBLAS threads for MLX (default: half the usable cores, 1 to 8;
+  ``MLX_RAG_BLAS_THREADS``: OpenBLAS threads for MLX (default: the usable cores, at most 8;
   OPENBLAS_NUM_THREADS keeps governing NumPy's own OpenBLAS).
 - macOS (Accelerate) and other systems: nothing to do. With ``mlx[cuda]`` matrix products run on
   the GPU; those that run on the CPU stream are routed like ``mlx[cpu]``'s.
@@ -190,11 +190,11 @@ def _route() -> BlasStatus:
 
 
 def default_threads() -> int:
-    """MLX_RAG_BLAS_THREADS, else half the usable cores (1 to 8).
+    """MLX_RAG_BLAS_THREADS, else the usable cores (at most 8), as torch and OpenBLAS do.
 
-    MLX runs its other CPU work on one thread per stream; OpenBLAS's threads meet at a barrier
-    at the end of every product. On 2 shared cores under load (load average 5), 2 threads made
-    a MusicGen step 5x slower (1.40 s against 0.27 s) and a query embedding 9x slower.
+    On 2 idle cores 2 threads made `mlx-rag ingest docs/` and a MusicGen step about 1.5x
+    faster than 1; on 2 cores shared with other busy processes (load average 5-7) they made
+    them 2-5x slower, OpenBLAS's threads waiting for each other: MLX_RAG_BLAS_THREADS=1 there.
     """
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
@@ -202,7 +202,7 @@ def default_threads() -> int:
             return int(value)
         log.warning(f"Note: {THREADS_ENV}={value!r} is not a positive integer; ignored.")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 1) // 2))
+    return max(1, min(8, cores or 1))
 
 
 def _openblas_path() -> str | None:
