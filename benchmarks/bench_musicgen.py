@@ -478,6 +478,25 @@ def load_ours(args, name: str, dtype: str, quant: int) -> MusicGen:
     return build_ours(name, dtype)
 
 
+def measure_transformers_apart(name: str, dtype: str, batch: int, args) -> Row:
+    """``measure_transformers`` in a process of its own (CPU runs): torch's threads and MLX's
+    never share this process, so neither slows the other."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "reference.json")
+        command = [sys.executable, __file__, "--reference-only", "--models", name, "--dtype",
+                   dtype, "--batch", str(batch), "--duration", str(args.duration), "--repeat",
+                   str(args.repeat), "--json", out] + (["--best"] if args.best else [])
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"the transformers process failed:\n{result.stderr[-3000:]}")
+        with open(out) as f:
+            values = json.load(f)["rows"][0]
+    return Row(**{k: v for k, v in values.items() if k in Row.__dataclass_fields__})
+
+
 def free_torch_cache() -> None:
     import torch
 
@@ -506,6 +525,11 @@ def versions() -> dict:
         "kernels": musicgen.kernels.available(),
         "MLX_MAX_OPS_PER_BUFFER": os.environ.get("MLX_MAX_OPS_PER_BUFFER", "default"),
     }
+    if mx.default_device() == mx.cpu:
+        from rag_core.blas import blas_status
+
+        status = blas_status()
+        info["blas"] = status.summary() + (f", threads {status.threads}" if status.threads else "")
     try:
         import torch
         import transformers
@@ -589,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference-max-batch", type=int, default=16, help="largest batch timed with transformers"
     )
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the transformers rows (what a CPU run starts for them)")
     args = parser.parse_args(argv)
     if args.checkpoint:
         args.models = ["small"]
@@ -604,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     quality, parity = [], []
     for name in args.models:
         for dtype in args.dtype:
-            for quant in sorted(args.quantize):
+            for quant in [] if args.reference_only else sorted(args.quantize):
                 model = load_ours(args, name, dtype, quant)
                 if quant and not args.checkpoint:
                     quality.append(
@@ -635,8 +661,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
                 free_torch_cache()
             if args.reference:
+                apart = mx.default_device() == mx.cpu and not args.reference_only
                 for batch in [b for b in args.batch if b <= args.reference_max_batch]:
-                    rows.append(measure_transformers(name, dtype, batch, args))
+                    measure = measure_transformers_apart if apart else measure_transformers
+                    rows.append(measure(name, dtype, batch, args))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
                     gc.collect()
                     free_torch_cache()

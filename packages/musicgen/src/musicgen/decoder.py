@@ -82,6 +82,7 @@ def needs_cross_bias(states: mx.array, mask: mx.array) -> bool:
 # batched matrix-vector product (one row per batch entry) rather than one small matrix product:
 # on CUDA a 2-row float16 product goes to cuBLAS at about 3x the cost of a gemv.
 GEMV_ROWS = 4
+CPU_WEIGHT_LEFT_ROWS = 32  # on the CPU, up to this many rows compute (W x^T)^T
 
 
 def linear(
@@ -108,15 +109,22 @@ def linear(
         return out if residual is None else residual + out
     if type(layer) is nn.Linear and "bias" not in layer:
         weight = layer.weight
-        if x.ndim == 3 and x.shape[1] == 1 and 1 < x.shape[0] <= GEMV_ROWS:
+        # The batched gemv and addmm forms pay on GPUs; on the CPU each took about 2x one
+        # plain BLAS product, and OpenBLAS streams a weight faster as the left operand of a
+        # product with a few columns than as the right one of a product with a few rows.
+        gpu = mx.default_device() != mx.cpu
+        rows = x.size // x.shape[-1]
+        if gpu and x.ndim == 3 and x.shape[1] == 1 and 1 < x.shape[0] <= GEMV_ROWS:
             # One view, (rows, in, out), of the (out, in) weight: transposed and repeated.
             out_dim, in_dim = weight.shape
             view = mx.as_strided(weight, (x.shape[0], in_dim, out_dim), (0, 1, in_dim))
             out = mx.matmul(x, view)
-        elif residual is not None:
+        elif gpu and residual is not None:
             return mx.addmm(residual, x, weight.T)
+        elif not gpu and rows <= CPU_WEIGHT_LEFT_ROWS:
+            out = (weight @ x.reshape(rows, -1).T).T.reshape(*x.shape[:-1], -1)
         else:
-            return x @ weight.T
+            out = x @ weight.T
     else:
         out = layer(x)
     return out if residual is None else residual + out

@@ -157,6 +157,11 @@ class MusicGen:
         at a time (the same samples, bounded memory).
         """
         codes = self.check_codes(codes)
+        if codes.shape[0] > 1 and mx.default_device() == mx.cpu:
+            # On the CPU an optimized BLAS (OpenBLAS, rag_core.blas) picks other kernels for
+            # other batch sizes, which round differently: decoding each row alone keeps a
+            # track's samples independent of what shared its batch.
+            return mx.concatenate([self.decode(codes[i : i + 1]) for i in range(len(codes))])
         window = min(round(self.max_duration * self.frame_rate), DECODE_WINDOW)
         if codes.shape[2] > window:
             return decode_in_chunks(self.codec, codes, self.audio_channels, window)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from rag_core.blas import route_mlx_blas
 from rag_core.config import Config, get_config, home_dir, load_config, set_config
 from rag_core.errors import (
     ConfigError,
@@ -147,3 +148,5 @@ __all__ = [
     "set_config",
     "short",
 ]
+
+route_mlx_blas()  # MLX's CPU matrix products through an optimized BLAS (rag_core.blas)

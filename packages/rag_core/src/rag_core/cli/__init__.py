@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from rag_core import __version__
+from rag_core.cli.doctor import version_option
 from rag_core.cli.output import QUIET_KEY
 from rag_core.cli.signals import exit_code, signal_number, terminate_as_interrupt
 from rag_core.config import load_config, set_config
@@ -137,19 +137,21 @@ def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_set_quiet,
               help="No notes or progress bars on stderr (results, warnings and errors stay; "
                    "MLX_RAG_QUIET=1 does the same).")
-@click.version_option(__version__, prog_name="mlx-rag")
+@version_option
 def cli() -> None:
     """Retrieval-augmented generation on MLX, extended by plugins (e.g. music generation)."""
 
 
 def _add_core_commands() -> None:
     from rag_core.cli.config import config_group
+    from rag_core.cli.doctor import doctor_command
     from rag_core.cli.models import models_group
     from rag_core.cli.plugins import plugins_group
     from rag_core.cli.run import run_command
     from rag_core.cli.serve import serve_command
 
-    for command in (config_group, models_group, plugins_group, run_command, serve_command):
+    for command in (config_group, doctor_command, models_group, plugins_group, run_command,
+                    serve_command):
         cli.add_command(command)
     try:
         from rag_core.cli import retrieval

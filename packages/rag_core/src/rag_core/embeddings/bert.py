@@ -6,8 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from rag_core.embeddings.config import BertConfig
-
-ACTIVATIONS = {"gelu": nn.gelu, "gelu_new": nn.gelu_approx, "relu": nn.relu, "silu": nn.silu}
+from rag_core.embeddings.ops import ACTIVATIONS, attention
 
 
 class Embeddings(nn.Module):
@@ -49,7 +48,7 @@ class Attention(nn.Module):
             return t.reshape(B, L, self.n_heads, -1).transpose(0, 2, 1, 3)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        o = attention(q, k, v, self.scale, mask)
         return self.out(o.transpose(0, 2, 1, 3).reshape(B, L, D))
 
 
