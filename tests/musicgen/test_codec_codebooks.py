@@ -16,6 +16,7 @@ from tests.musicgen.checkpoints import (
     AUDIO_ATOL,
     PROMPTS,
     TINY_DECODER,
+    TINY_ENCODEC,
     TINY_T5,
     assert_generation_matches_reference,
     musicgen_config,
@@ -27,23 +28,9 @@ from tests.musicgen.checkpoints import (
 from tests.musicgen.feature_checkpoints import tune
 
 RATE = 8_000
-SEVEN_QUANTIZERS = {  # small filters; 50 frames/s and 6-bit codebooks: 7 at 2.2 kbps
-    "model_type": "encodec",
-    "sampling_rate": RATE,
-    "upsampling_ratios": [8, 5, 4],
-    "target_bandwidths": [2.2],
-    "codebook_size": 64,
-    "codebook_dim": 8,
-    "hidden_size": 8,
-    "num_filters": 4,
-    "num_lstm_layers": 1,
-    "norm_type": "weight_norm",
-    "normalize": False,
-    "use_causal_conv": False,
-    "use_conv_shortcut": False,
-    "chunk_length_s": None,
-    "overlap": None,
-}
+# Small filters; 50 frames/s and 6-bit codebooks: 7 quantizers at 2.2 kbps.
+SEVEN_QUANTIZERS = dict(TINY_ENCODEC, sampling_rate=RATE, upsampling_ratios=[8, 5, 4],
+                        target_bandwidths=[2.2], codebook_size=64)  # fmt: skip
 DECODER = dict(TINY_DECODER, vocab_size=64, pad_token_id=64, bos_token_id=64)
 PROMPT_FRAMES, NEW_FRAMES = 10, 8
 
