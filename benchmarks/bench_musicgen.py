@@ -120,6 +120,17 @@ def config_dict(name: str) -> dict:
     return copy.deepcopy(hub_config(hidden, layers, heads))
 
 
+def transformers_config(values: dict):
+    """transformers' MusicgenConfig of config.json content ``values`` (``config_dict``)."""
+    from transformers import MusicgenConfig
+
+    return MusicgenConfig(
+        text_encoder=values["text_encoder"],
+        audio_encoder=values["audio_encoder"],
+        decoder=values["decoder"],
+    )
+
+
 def build_ours(name: str, dtype: str, seed: int = 0) -> MusicGen:
     """Our MusicGen at the shapes of facebook/musicgen-NAME, random weights, evaluated."""
     mx.random.seed(seed)
@@ -338,17 +349,13 @@ def quantization_quality(model: MusicGen, bits: int, duration: float) -> dict:
 def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
     """transformers' generate on the same shapes (random init), end to end, same options."""
     import torch
-    from transformers import MusicgenConfig, MusicgenForConditionalGeneration
+    from transformers import MusicgenForConditionalGeneration
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = {"float32": torch.float32, "float16": torch.float16,
                    "bfloat16": torch.bfloat16}[dtype]  # fmt: skip
     values = config_dict(name)
-    config = MusicgenConfig(
-        text_encoder=values["text_encoder"],
-        audio_encoder=values["audio_encoder"],
-        decoder=values["decoder"],
-    )
+    config = transformers_config(values)
     torch.manual_seed(0)
     if args.checkpoint:  # the same files ours loads, through from_pretrained
         model = MusicgenForConditionalGeneration.from_pretrained(args.checkpoint, dtype=torch_dtype)
@@ -413,15 +420,10 @@ def measure_fast_musicgen(name: str, args) -> Row:
     from fast_musicgen.text_encoder import T5
     from transformers import EncodecConfig as TorchEncodecConfig
     from transformers import EncodecModel as TorchEncodec
-    from transformers import MusicgenConfig
 
     device, half = "cuda", torch.float16
     values = config_dict(name)
-    config = MusicgenConfig(
-        text_encoder=values["text_encoder"],
-        audio_encoder=values["audio_encoder"],
-        decoder=values["decoder"],
-    )
+    config = transformers_config(values)
     torch.manual_seed(0)
     t5 = T5(SimpleNamespace(**(T5_BASE | values["text_encoder"]))).to(device, half).eval()
     lm = CausalLM(config, device=device).to(device, half).eval()

@@ -151,6 +151,25 @@ LINEAR_CASES = [
 LINEAR_CASES += [(mx.float16, rows, "norm+gelu") for rows in (1, 5, 8)]
 
 
+def reference_linear(x, weight, norm=None, activation=None, residual=None, norm_dtype=None):
+    """What ``kernels.fused_linear`` computes, in float64 on the CPU: the layer norm (its output
+    rounded to ``norm_dtype`` where the kernel rounds it), the product with ``weight`` (out, in),
+    the activation and the residual."""
+    want = f64(x)
+    if norm is not None:
+        centered = want - want.mean(-1, keepdims=True)
+        want = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + norm.eps)
+        want = want * f64(norm.weight) + f64(norm.bias)
+        if norm_dtype is not None:
+            want = f64(mx.array(want).astype(norm_dtype))
+    want = want @ weight.T
+    if activation is not None:
+        want = np.array(activation(mx.array(want.astype(np.float32))), dtype=np.float64)
+    if residual is not None:
+        want = want + f64(residual)
+    return want
+
+
 @cuda
 @pytest.mark.parametrize(("dtype", "rows", "form"), LINEAR_CASES)
 def test_fused_linear_matches_mlx(dtype, rows, form):
@@ -167,16 +186,7 @@ def test_fused_linear_matches_mlx(dtype, rows, form):
     got = kernels.fused_linear(x, layer, norm=with_norm, activation=activation, residual=residual)
 
     # The reference in float64 on the CPU: MLX's float32 matmuls on CUDA use TF32 by default.
-    want = f64(x)
-    if with_norm is not None:
-        centered = want - want.mean(-1, keepdims=True)
-        want = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + norm.eps)
-        want = want * f64(norm.weight) + f64(norm.bias)
-    want = want @ f64(layer.weight).T
-    if activation is not None:
-        want = np.array(activation(mx.array(want.astype(np.float32))), dtype=np.float64)
-    if residual is not None:
-        want = want + f64(residual)
+    want = reference_linear(x, f64(layer.weight), with_norm, activation, residual)
     assert got.shape == (rows, 1, 768) and got.dtype == dtype
     assert rel_error(got, want) < TOLERANCE[dtype]
 

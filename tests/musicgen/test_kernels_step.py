@@ -28,6 +28,7 @@ from tests.musicgen.test_kernels import (
     f64,
     normal,
     randomize_norms,
+    reference_linear,
     rel_error,
     small_decoder,
 )
@@ -219,16 +220,7 @@ def test_quantized_fused_linear_matches_the_dequantized_weights(dtype, bits, for
     shifts = np.arange(0, 32, bits, dtype=np.uint32)
     q = ((codes[..., None] >> shifts) & ((1 << bits) - 1)).reshape(768, width).astype(np.float64)
     weight = q * np.repeat(f64(layer.scales), 64, 1) + np.repeat(f64(layer.biases), 64, 1)
-    want = f64(x)
-    if with_norm is not None:
-        centered = want - want.mean(-1, keepdims=True)
-        want = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + norm.eps)
-        want = f64(mx.array(want * f64(norm.weight) + f64(norm.bias)).astype(dtype))
-    want = want @ weight.T
-    if activation is not None:
-        want = np.array(activation(mx.array(want.astype(np.float32))), dtype=np.float64)
-    if residual is not None:
-        want = want + f64(residual)
+    want = reference_linear(x, weight, with_norm, activation, residual, norm_dtype=dtype)
     assert got.shape == (rows, 1, 768) and got.dtype == dtype
     assert rel_error(got, want) < TOLERANCE[dtype]
 
