@@ -25,10 +25,6 @@ ACCESS = {
 }
 
 
-def note(message: str) -> None:
-    output.note(f"Note: {message}")
-
-
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'s' * (n != 1)}"
 
@@ -132,7 +128,8 @@ def check_command(store: Path | None, as_json: bool) -> None:
                    "full_text_index_checked": db.writable})
     else:
         if not db.writable:
-            note("the full-text index was not checked: the store cannot be written here.")
+            output.note("Note: the full-text index was not checked: the store cannot be "
+                        "written here.")
         for problem in problems:
             click.echo(f"Problem: {problem}")
         if not problems:
