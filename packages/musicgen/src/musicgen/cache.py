@@ -73,6 +73,9 @@ class StaticLayerCache:
     reads the whole buffer and the mask hides the positions not written yet. With ``fused``
     the CUDA attention kernel (``musicgen.kernels.cached_attention``) reads ``keys``/``values``,
     writes the new positions into them in place and replaces ``start`` with the next one.
+    ``whole`` (fused only) is every layer's keys and values as two (layers, B, H, S, D) arrays,
+    whose views ``keys``/``values`` are, and the grid barrier's state: what the one-kernel step
+    (``musicgen.kernels.decoder_step``) takes.
     """
 
     def __init__(
@@ -82,12 +85,14 @@ class StaticLayerCache:
         offset: mx.array,
         start: mx.array,
         fused: bool = False,
+        whole: tuple[mx.array, mx.array, mx.array] | None = None,
     ):
         self.keys = keys
         self.values = values
         self.offset = offset
         self.start = start  # offset as the (1,) start index slice_update takes
         self.fused = fused
+        self.whole = whole
 
     def mask(self, length: int) -> mx.array | None:
         """(length, max_length) additive mask: query i sees the keys at positions <= offset + i.
@@ -122,7 +127,8 @@ class StaticCache:
 
     ``fused`` (default: where ``musicgen.kernels`` runs, compiled) runs the layers' CUDA
     kernels, whose attention writes into the buffers in place: the buffers are then allocated
-    once and never copied. None chooses.
+    once (one array of every layer's keys, one of the values, each layer a view) and never
+    copied. None chooses.
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class StaticCache:
         self.offset = 0  # positions written, on the host
         self.keys: list[mx.array] | None = None
         self.values: list[mx.array] | None = None
+        self._whole: tuple[mx.array, mx.array, mx.array] | None = None
         self._position = mx.array(0, dtype=mx.int32)  # the same, on the device
         # Fused: each layer's start index, as its last attention kernel output it.
         self._starts = [mx.zeros((1,), mx.int32)] * num_layers
@@ -164,13 +171,18 @@ class StaticCache:
             raise ValueError("a StaticCache serves one forward function (one generation).")
         if self.keys is None:
             shape = (codes.shape[0], *self.shape)
-            self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
-            self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
             if self.fused:  # real buffers before the kernels write into them
-                mx.eval(self.keys, self.values)
+                keys, values = (mx.zeros((self.num_layers, *shape), self.dtype) for _ in "kv")
+                self._whole = (keys, values, mx.zeros((2,), mx.uint32))
+                self.keys = [keys[i] for i in range(self.num_layers)]
+                self.values = [values[i] for i in range(self.num_layers)]
+                mx.eval(self._whole, self.keys, self.values)
+            else:
+                self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
+                self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
         if self.fused:
             logits, self._position, self._starts = self._run(
-                codes, args, self.keys, self.values, self._position, self._starts
+                codes, args, self.keys, self.values, self._position, self._starts, self._whole
             )
         else:
             keys, values = self.keys, self.values
@@ -189,11 +201,12 @@ class StaticCache:
         values: list[mx.array],
         position: mx.array,
         starts: list[mx.array] | None,
+        whole: tuple[mx.array, mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, ...]:
         if starts is None:
             starts = [position.reshape(1)] * self.num_layers
         layers = [
-            StaticLayerCache(k, v, position, start, self.fused)
+            StaticLayerCache(k, v, position, start, self.fused, whole)
             for k, v, start in zip(keys, values, starts, strict=True)
         ]
         logits = self._forward(codes, *args, layers)

@@ -24,7 +24,7 @@ from musicgen import kernels
 from musicgen.cache import KVCache, StaticCache, StaticLayerCache, causal_mask
 from musicgen.config import DecoderConfig, activation
 
-CrossKV = list[tuple[mx.array, mx.array]]
+CrossKV = tuple[mx.array, mx.array]  # every layer's keys, values: (layers, B, H, S, D) each
 Cache = list[KVCache] | StaticCache
 
 __all__ = [
@@ -172,10 +172,8 @@ class Attention(nn.Module):
         return x.reshape(B, L, self.num_heads, -1).transpose(0, 2, 1, 3)
 
     def project_kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
-        """Cross-attention keys and values (B, H, S, D) of ``x``: once per generation, stored
-        contiguous so that no step copies them again."""
-        keys, values = self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-        return mx.contiguous(keys), mx.contiguous(values)
+        """Cross-attention keys and values (B, H, S, D) of ``x`` (views; once per generation)."""
+        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
     def __call__(
         self,
@@ -270,6 +268,9 @@ class MusicGenDecoder(nn.Module):
         self.lm_heads = [
             nn.Linear(dim, config.vocab_size, bias=False) for _ in range(config.num_codebooks)
         ]
+        # The layers' weights stacked for the one-kernel step (make_static_cache): a plain
+        # attribute, not parameters (the layers hold views of them).
+        self.step_layers: kernels.StackedLayers | None = None
 
     def set_dtype(self, dtype: mx.Dtype, predicate=lambda t: mx.issubdtype(t, mx.floating)):
         """Cast the parameters to ``dtype``, except the heads: logits stay in float32."""
@@ -288,17 +289,24 @@ class MusicGenDecoder(nn.Module):
         return text_states * text_mask[..., None].astype(text_states.dtype)
 
     def cross_kv(self, states: mx.array) -> CrossKV:
-        """Every layer's cross-attention keys and values of the text: once per generation."""
-        return [layer.encoder_attn.project_kv(states) for layer in self.layers]
+        """Every layer's cross-attention keys and values of the text, once per generation, as
+        two contiguous (layers, B, H, S, D) arrays: no step copies them, and each layer reads a
+        view."""
+        pairs = [layer.encoder_attn.project_kv(states) for layer in self.layers]
+        return mx.stack([k for k, _ in pairs]), mx.stack([v for _, v in pairs])
 
     def make_cache(self, max_length: int | None = None) -> list[KVCache]:
         """The plain cache: one growable KVCache per layer."""
         return [KVCache(max_length) for _ in self.layers]
 
     def make_static_cache(self, max_length: int, compile: bool = True) -> StaticCache:
-        """Fixed-shape buffers for ``max_length`` positions; calls with it run compiled."""
+        """Fixed-shape buffers for ``max_length`` positions; calls with it run compiled.
+
+        Where the one-kernel step (``musicgen.kernels.decoder_step``) covers the layers, their
+        weights are stacked for it first (once; again only if a weight was replaced since).
+        """
         config = self.config
-        return StaticCache(
+        cache = StaticCache(
             len(self.layers),
             max_length,
             config.num_attention_heads,
@@ -306,6 +314,13 @@ class MusicGenDecoder(nn.Module):
             self.layer_norm.weight.dtype,
             compile=compile,
         )
+        step = cache.fused and kernels.step_available() and kernels.step_fits(self)
+        if not step:
+            self.step_layers = None
+        elif self.step_layers is None or not self.step_layers.current(self):
+            self.step_layers = None  # the old stacks go before the new ones are made
+            self.step_layers = kernels.stack_layers(self)
+        return cache
 
     def __call__(
         self,
@@ -329,16 +344,40 @@ class MusicGenDecoder(nn.Module):
 
         ``cross_bias`` (``cross_attention_bias``) hides padded text positions; None when no
         row needs it (see ``needs_cross_bias``)."""
-        _, K, L = codes.shape
+        rows, K, L = codes.shape
+        whole = getattr(cache[0], "whole", None) if cache else None
+        step = whole is not None and L == 1 and self.step_layers is not None
+        if step and kernels.step_rows_fit(rows, self):
+            return self._step(codes, cross_kv, cross_bias, cache)
         offset = cache[0].offset if cache else 0
         # config.scale_embedding is ignored, as the reference ignores it.
         x = sum(self.embed_tokens[k](codes[:, k]) for k in range(K))
         x = x + sinusoidal_positions(offset, L, x.shape[-1]).astype(x.dtype)
         mask = cache[0].mask(L) if cache else causal_mask(L, 0)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cross_kv[i], cross_bias, mask, cache[i] if cache else None)
+            kv = (cross_kv[0][i], cross_kv[1][i])
+            x = layer(x, kv, cross_bias, mask, cache[i] if cache else None)
         fused = bool(cache) and getattr(cache[0], "fused", False)
         return head_logits(x, self.layer_norm, self.lm_heads, fused)
+
+    def _step(self, codes, cross_kv: CrossKV, cross_bias, cache: list) -> mx.array:
+        """``forward`` of one position as one kernel (``musicgen.kernels.decoder_step``), then
+        the fused heads; every layer cache's next start is the kernel's next position."""
+        x, position = kernels.decoder_step(
+            codes,
+            self.step_layers,
+            self.config,
+            _frequencies(self.config.hidden_size // 2),
+            cache[0].whole,
+            cache[-1].start,  # after the previous call's last write
+            cross_kv,
+            cross_bias,
+            eps=self.layers[0].final_layer_norm.eps,
+            activation=self.layers[0].act,
+        )
+        for layer_cache in cache:
+            layer_cache.start = position
+        return head_logits(x, self.layer_norm, self.lm_heads, fused=True)
 
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:

@@ -11,6 +11,9 @@ with 8, and the heads and the sampling of every step with 2 (``docs/performance.
   positions with an online softmax. It reads the past keys and values from the cache, the new
   ones from the fused projection, and writes the new ones into the cache *in place*: no slice
   update, no copy of the cache, no mask. ``attention`` is the same kernel for cross-attention.
+- ``decoder_step`` (``musicgen.kernels.step``): for one position of a few rows (batch 1-4
+  with CFG), every layer of the step in one persistent kernel, with a grid-wide barrier between
+  its phases: ~200 launches become one. Where it covers the decoder it replaces the two above.
 - ``heads`` and ``sample`` (``musicgen.kernels.sampling``): the final layer norm and every
   codebook's head in one kernel; classifier-free guidance, temperature, top-k and the random
   draw (MLX's own random bits, computed in the kernel) in another, for any batch.
@@ -44,6 +47,14 @@ from musicgen.kernels.linear import (
     linear_fits,
 )
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
+from musicgen.kernels.step import (
+    StackedLayers,
+    decoder_step,
+    stack_layers,
+    step_available,
+    step_fits,
+    step_rows_fit,
+)
 
 
 def available() -> bool:
@@ -81,12 +92,14 @@ def persist_compiled_kernels() -> Path | None:
 __all__ = [
     "CACHE_ENV",
     "MAX_ROWS",
+    "StackedLayers",
     "activation_fits",
     "attention",
     "attention_fits",
     "available",
     "build",
     "cached_attention",
+    "decoder_step",
     "fused_linear",
     "heads",
     "heads_fit",
@@ -95,4 +108,8 @@ __all__ = [
     "persist_compiled_kernels",
     "sample",
     "sampler_fits",
+    "stack_layers",
+    "step_available",
+    "step_fits",
+    "step_rows_fit",
 ]

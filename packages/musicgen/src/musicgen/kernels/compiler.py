@@ -163,7 +163,9 @@ class Kernel:
     def __init__(self, name: str, source: str, folder: Path | None):
         self.name, self.source, self.folder = name, source, folder
 
-    def __call__(self, inputs, output_shapes, output_dtypes, grid, threadgroup, scalars=()):
+    def __call__(
+        self, inputs, output_shapes, output_dtypes, grid, threadgroup, scalars=(), shared_memory=0
+    ):
         return mx.fast.precompiled_cuda_kernel(
             name=self.name,
             compiled_source=binary(self.name, self.source, self.folder),
@@ -173,14 +175,18 @@ class Kernel:
             scalars=list(scalars),
             grid=grid,
             threadgroup=threadgroup,
+            shared_memory=shared_memory,
             ensure_row_contiguous=True,
         )
 
 
-def kernel_source(kind: str, body: str, params: list[str], header: str, defines: dict) -> tuple:
+def kernel_source(
+    kind: str, body: str, params: list[str], header: str, defines: dict, bounds: tuple = ()
+) -> tuple:
     """(name, source) of a kernel: ``#define``s (ints, floats as float literals, dtypes as
-    typedefs), the prelude, ``header``, then ``extern "C" __global__ void name(params) {body}``;
-    the name ends in a digest of everything else and of the GPU."""
+    typedefs), the prelude, ``header``, then ``extern "C" __global__ void name(params) {body}``
+    (with ``__launch_bounds__(*bounds)`` if given); the name ends in a digest of everything else
+    and of the GPU."""
     lines = []
     for key, value in defines.items():
         if isinstance(value, mx.Dtype):
@@ -190,10 +196,11 @@ def kernel_source(kind: str, body: str, params: list[str], header: str, defines:
         else:
             lines.append(f"#define {key} {value}")
     text = PRELUDE + "\n".join(lines) + "\n" + header
-    text += f'extern "C" __global__ void KERNEL({", ".join(params)}) {{\n{body}\n}}\n'
+    attributes = f"__launch_bounds__({', '.join(map(str, bounds))}) " if bounds else ""
+    text += f'extern "C" __global__ void {attributes}KERNEL({", ".join(params)}) {{\n{body}\n}}\n'
     digest = hashlib.sha256((text + str(architecture())).encode()).hexdigest()[:16]
     name = f"musicgen_{kind}_{digest}"
-    return name, text.replace("void KERNEL(", f"void {name}(")
+    return name, text.replace(" KERNEL(", f" {name}(")
 
 
 def kernel_cache_dir() -> Path | None:
@@ -220,15 +227,17 @@ def build(
     outputs: tuple,
     scalars: tuple = (),
     header: str = "",
+    launch_bounds: tuple = (),
     **defines,
 ) -> Kernel:
     """The kernel ``kind``: ``inputs`` and ``outputs`` are (name, dtype) pairs, ``scalars``
-    (C type, name) pairs after them; ``defines`` are ints, floats or dtypes (typedefs). One
+    (C type, name) pairs after them; ``defines`` are ints, floats or dtypes (typedefs);
+    ``launch_bounds`` the kernel's ``__launch_bounds__`` (threads, blocks per multiprocessor). One
     object per combination, compiled on first use and kept on disk (``musicgen.kernels.compiler``).
     """
     params = [f"const {CTYPES[dtype]}* {name}" for name, dtype in inputs]
     params += [f"{CTYPES[dtype]}* {name}" for name, dtype in outputs]
     params += [f"{ctype} {name}" for ctype, name in scalars]
-    name, source = kernel_source(kind, body, params, header, defines)
+    name, source = kernel_source(kind, body, params, header, defines, launch_bounds)
     folder = kernel_cache_dir()
     return Kernel(name, source, folder / "musicgen" if folder is not None else None)

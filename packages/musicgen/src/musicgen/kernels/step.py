@@ -1,0 +1,574 @@
+"""The decoder's whole single-position decoding step in one persistent kernel.
+
+At batch 1 a step reads about 0.7 GB of float16 weights (musicgen-small): 0.15 ms at the GPU's
+bandwidth, against about 1.7 ms for ~200 separate kernels, each paying its launch, its ramp-up
+and its tail. Here one kernel runs every layer: one block per multiprocessor, all of them
+resident at once, each phase (a projection, an attention, a feed-forward half) spread over every
+warp of the grid, and a grid-wide barrier between phases (a counter in global memory). A phase's
+input rows (a few: batch x CFG branches) are staged, layer-normalized, in each block's shared
+memory; each warp then streams whole weight rows from memory, several in flight. Everything a
+phase writes for the next (the residual stream, the projections) is read back from L2
+(``ld.global.cg``), never from a multiprocessor's possibly stale L1.
+
+The kernel starts from the codes (it sums the codebooks' embeddings and the sinusoidal
+position), writes the step's keys and values into the StaticCache in place (as
+``cached_attention`` does) and returns the last layer's output; the heads and the sampling stay
+the two kernels of ``musicgen.kernels.sampling``.
+
+It needs the layers' weights of one kind stacked in one array (``stack_layers``): the layers
+then hold views of those arrays, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from musicgen.kernels.compiler import DTYPES, build
+from musicgen.kernels.linear import ACTIVATIONS, HELPERS
+
+THREADS = 512  # 16 warps per block, one block per multiprocessor
+MAX_ROWS = 8
+STAGED_BYTES = 40 * 1024  # dynamic shared memory for a phase's staged input rows
+ENV = "MUSICGEN_STEP_KERNEL"  # "0": run the step as separate kernels
+
+# The layers' weights, stacked by kind: (name, path of the Linear in a DecoderLayer).
+LINEARS = (
+    ("qkv", "self_attn.qkv_proj"),
+    ("out", "self_attn.out_proj"),
+    ("cross_q", "encoder_attn.q_proj"),
+    ("cross_out", "encoder_attn.out_proj"),
+    ("fc1", "fc1"),
+    ("fc2", "fc2"),
+)
+NORMS = ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm")
+
+DEVICE = (
+    HELPERS
+    + """
+__device__ inline unsigned long long now_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+// Loads of what this launch wrote: from L2, never from the multiprocessor's L1.
+__device__ inline uint4 load16_cg(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+template <typename U> __device__ inline Pack<U> load_pack_cg(const U* p) {
+  union { uint4 u; Pack<U> pack; } c;
+  c.u = load16_cg(p);
+  return c.pack;
+}
+__device__ inline float load_cg(const float* p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+  return v;
+}
+template <typename U> __device__ inline float load_cg(const U* p) {  // f16, bf16
+  U h;
+  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h.bits) : "l"(p));
+  return to_float(h);
+}
+
+// Every block of the grid waits here until all have arrived (all are resident: one per
+// multiprocessor). bar[0] counts arrivals, bar[1] the barriers passed; both persist between
+// launches, and the last block to arrive resets the count.
+__device__ inline void grid_sync(unsigned int* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned int* passed = bar + 1;
+    const unsigned int mine = *passed;
+    __threadfence();
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      const unsigned long long start = now_ns();
+      while (*passed == mine) {
+        __nanosleep(20);
+        if (now_ns() - start > 10000000000ull) __trap();  // a block never came: fail, not hang
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// Stages R rows of `src` (R x W, written by this launch) in shared memory, layer-normalized
+// with (nw, nb) when NORM (in float32, rounded to T as MLX's LayerNorm in T is).
+template <int W, bool NORM>
+__device__ inline void stage(T* xs, const T* src, const T* nw, const T* nb) {
+  constexpr int VEC = 16 / sizeof(T);
+  __shared__ float stats[R][2];
+  for (int i = threadIdx.x; i < R * W / VEC; i += THREADS) {
+    *reinterpret_cast<Pack<T>*>(xs + i * VEC) = load_pack_cg(src + i * VEC);
+  }
+  __syncthreads();
+  if (NORM) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int r = warp; r < R; r += THREADS / 32) {
+      float sum = 0.0f;
+      for (int k = lane; k < W; k += 32) sum += to_float(xs[r * W + k]);
+      const float mean = warp_sum(sum) / W;
+      float sq = 0.0f;
+      for (int k = lane; k < W; k += 32) {
+        const float d = to_float(xs[r * W + k]) - mean;
+        sq += d * d;
+      }
+      const float var = warp_sum(sq) / W;
+      if (lane == 0) {
+        stats[r][0] = mean;
+        stats[r][1] = rsqrtf(var + EPS);
+      }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < R * W; i += THREADS) {
+      const int r = i / W, k = i - r * W;
+      const float v = (to_float(xs[i]) - stats[r][0]) * stats[r][1];
+      xs[i] = from_float<T>(v * to_float(nw[k]) + to_float(nb[k]));
+    }
+    __syncthreads();
+  }
+}
+
+// y[r, n] = act(xs[r] . w[n]) for the N rows n of w (N x KW), or y[r, n] += xs[r] . w[n] with
+// RESIDUAL. Each warp takes NCOL columns at a time, STEP 16-byte loads of each in flight;
+// warps are numbered multiprocessor-first so that a phase with few columns still spreads over
+// the whole chip.
+template <int KW, int N, int NCOL, int STEP, int ACTK, bool RESIDUAL>
+__device__ inline void gemv(const T* xs, const T* w, T* y) {
+  constexpr int VEC = 16 / sizeof(T);
+  constexpr int CHUNKS = KW / (32 * VEC);
+  static_assert(CHUNKS % STEP == 0 && N % NCOL == 0, "whole passes, whole column groups");
+  const int lane = threadIdx.x & 31;
+  const int first = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
+  const int warps = gridDim.x * (THREADS / 32);
+  for (int n0 = first * NCOL; n0 < N; n0 += warps * NCOL) {
+    float acc[NCOL][R];
+#pragma unroll
+    for (int j = 0; j < NCOL; ++j)
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[j][r] = 0.0f;
+#pragma unroll 1
+    for (int c0 = 0; c0 < CHUNKS; c0 += STEP) {
+      Pack<T> wv[NCOL][STEP];
+#pragma unroll
+      for (int j = 0; j < NCOL; ++j)
+#pragma unroll
+        for (int c = 0; c < STEP; ++c)
+          wv[j][c] = load_pack(w + (size_t)(n0 + j) * KW + ((c0 + c) * 32 + lane) * VEC);
+#pragma unroll
+      for (int c = 0; c < STEP; ++c) {
+        const int k0 = ((c0 + c) * 32 + lane) * VEC;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const Pack<T> xv = *reinterpret_cast<const Pack<T>*>(xs + r * KW + k0);
+#pragma unroll
+          for (int j = 0; j < NCOL; ++j)
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[j][r] += to_float(wv[j][c].v[e]) * to_float(xv.v[e]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NCOL; ++j) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        T* out = y + (size_t)r * N + n0 + j;
+        float v = activate(warp_sum(acc[j][r]), ACTK);
+        if (RESIDUAL) v += load_cg(out);
+        if (lane == 0) *out = from_float<T>(v);
+      }
+    }
+  }
+}
+
+// Attention of row r's query, head h, over `count` keys/values (count x HD, contiguous) ->
+// out[h * HD .. ]: 16 warps, each an online softmax over its share of the keys, merged at the
+// end. The query comes from this launch's projection (L2); `bias` (count,) is additive.
+__device__ inline void attend(const T* query, const T* keys, const T* values, int count,
+                              const T* bias, T* out) {
+  constexpr int WARPS = THREADS / 32;
+  constexpr int PER_LANE = HD / 32;
+  constexpr int VEC = 16 / sizeof(T);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __shared__ float qs[HD];
+  __shared__ float part_m[WARPS], part_l[WARPS], part_acc[WARPS][HD];
+  for (int d = threadIdx.x; d < HD; d += THREADS) qs[d] = load_cg(query + d) * SCALE;
+  __syncthreads();
+  struct alignas(PER_LANE * sizeof(T)) LaneValues { T v[PER_LANE]; };
+  float m = -INFINITY, l = 0.0f, acc[PER_LANE];
+#pragma unroll
+  for (int e = 0; e < PER_LANE; ++e) acc[e] = 0.0f;
+  for (int base = warp * 32; base < count; base += THREADS) {
+    const int t = base + lane;
+    float s = -INFINITY;
+    if (t < count) {
+      const T* key = keys + (size_t)t * HD;
+      float dot = 0.0f;
+#pragma unroll
+      for (int c = 0; c < HD / VEC; ++c) {
+        const Pack<T> p = load_pack(key + c * VEC);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) dot += qs[c * VEC + e] * to_float(p.v[e]);
+      }
+      if (bias != nullptr) dot += to_float(bias[t]);
+      s = dot;
+    }
+    const float m_new = fmaxf(m, warp_max(s));
+    const float correction = __expf(m - m_new);
+    const float p = t < count ? __expf(s - m_new) : 0.0f;
+    l = l * correction + warp_sum(p);
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) acc[e] *= correction;
+    const int n = min(32, count - base);
+#pragma unroll 8
+    for (int j = 0; j < n; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, p, j);
+      const LaneValues vv =
+          *reinterpret_cast<const LaneValues*>(values + (size_t)(base + j) * HD + lane * PER_LANE);
+#pragma unroll
+      for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
+    }
+    m = m_new;
+  }
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_l[warp] = l;
+  }
+#pragma unroll
+  for (int e = 0; e < PER_LANE; ++e) part_acc[warp][lane * PER_LANE + e] = acc[e];
+  __syncthreads();
+  if (threadIdx.x < HD) {
+    float top = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) top = fmaxf(top, part_m[w]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) {
+      const float f = part_m[w] == -INFINITY ? 0.0f : __expf(part_m[w] - top);
+      num += part_acc[w][threadIdx.x] * f;
+      den += part_l[w] * f;
+    }
+    out[threadIdx.x] = from_float<T>(num / den);
+  }
+  __syncthreads();  // the shared arrays are reused by the block's next item
+}
+"""
+)
+
+STEP = """
+  constexpr int QKV = 3 * D;
+  extern __shared__ __align__(16) unsigned char staged[];
+  T* xs = reinterpret_cast<T*>(staged);
+  unsigned int* bar = const_cast<unsigned int*>(barrier);
+  const int S = CACHE_LENGTH, ST = TEXT_LENGTH;
+  const int pos = position[0];
+  if (blockIdx.x == 0 && threadIdx.x == 0) next_position[0] = pos + 1;
+
+  // The input: the codebooks' embeddings summed in T (as MLX sums them) + the position.
+  for (int i = blockIdx.x * THREADS + threadIdx.x; i < R * D; i += gridDim.x * THREADS) {
+    const int r = i / D, n = i - r * D;
+    float sum = to_float(embed[(size_t)codes[r * NCODEBOOKS] * D + n]);
+    for (int k = 1; k < NCODEBOOKS; ++k) {
+      const float e = to_float(embed[((size_t)k * VOCAB1 + codes[r * NCODEBOOKS + k]) * D + n]);
+      sum = to_float(from_float<T>(sum + e));
+    }
+    const float angle = (float)pos * freqs[n < D / 2 ? n : n - D / 2];
+    const float pe = n < D / 2 ? cosf(angle) : sinf(angle);
+    x[i] = from_float<T>(sum + to_float(from_float<T>(pe)));
+  }
+  grid_sync(bar);
+
+  for (int layer = 0; layer < LAYERS; ++layer) {
+    const T* norm = norms + (size_t)layer * 6 * D;
+    // Self-attention: LN -> QKV; the new key and value into the cache, attention over the
+    // cache; out projection + residual.
+    stage<D, true>(xs, x, norm, norm + D);
+    gemv<D, QKV, NC_QKV, STEP_QKV, 0, false>(xs, qkv_w + (size_t)layer * QKV * D, qkv);
+    grid_sync(bar);
+    for (int item = blockIdx.x; item < R * NUM_HEADS; item += gridDim.x) {
+      const int r = item / NUM_HEADS, h = item - r * NUM_HEADS;
+      const size_t head = (((size_t)layer * R + r) * NUM_HEADS + h) * S * HD;
+      T* k_cache = const_cast<T*>(keys) + head;
+      T* v_cache = const_cast<T*>(values) + head;
+      const T* fresh = qkv + (size_t)r * QKV + h * HD;
+      if (threadIdx.x < HD) {
+        const size_t at = (size_t)pos * HD + threadIdx.x;
+        k_cache[at] = from_float<T>(load_cg(fresh + D + threadIdx.x));
+        v_cache[at] = from_float<T>(load_cg(fresh + 2 * D + threadIdx.x));
+      }
+      __syncthreads();
+      attend(fresh, k_cache, v_cache, pos + 1, nullptr, att + (size_t)r * D + h * HD);
+    }
+    grid_sync(bar);
+    stage<D, false>(xs, att, nullptr, nullptr);
+    gemv<D, D, NC_D, STEP_D, 0, true>(xs, out_w + (size_t)layer * D * D, x);
+    grid_sync(bar);
+    // Cross-attention to the text: LN -> query (into qkv's first R x D); attention; out + residual.
+    stage<D, true>(xs, x, norm + 2 * D, norm + 3 * D);
+    gemv<D, D, NC_D, STEP_D, 0, false>(xs, cross_q_w + (size_t)layer * D * D, qkv);
+    grid_sync(bar);
+    for (int item = blockIdx.x; item < R * NUM_HEADS; item += gridDim.x) {
+      const int r = item / NUM_HEADS, h = item - r * NUM_HEADS;
+      const size_t head = (((size_t)layer * R + r) * NUM_HEADS + h) * ST * HD;
+#if HAS_BIAS
+      const T* row_bias = bias + (size_t)r * ST;
+#else
+      const T* row_bias = nullptr;
+#endif
+      attend(qkv + (size_t)r * D + h * HD, cross_k + head, cross_v + head, ST, row_bias,
+             att + (size_t)r * D + h * HD);
+    }
+    grid_sync(bar);
+    stage<D, false>(xs, att, nullptr, nullptr);
+    gemv<D, D, NC_D, STEP_D, 0, true>(xs, cross_out_w + (size_t)layer * D * D, x);
+    grid_sync(bar);
+    // Feed-forward: LN -> fc1 + activation; fc2 + residual.
+    stage<D, true>(xs, x, norm + 4 * D, norm + 5 * D);
+    gemv<D, FFN, NC_FC1, STEP_FC1, ACT, false>(xs, fc1_w + (size_t)layer * FFN * D, hidden);
+    grid_sync(bar);
+    stage<FFN, false>(xs, hidden, nullptr, nullptr);
+    gemv<FFN, D, NC_FC2, STEP_FC2, 0, true>(xs, fc2_w + (size_t)layer * D * FFN, x);
+    grid_sync(bar);
+  }
+"""
+
+
+def step_available() -> bool:
+    """Whether the one-kernel step may run (given that ``musicgen.kernels.available()``): the
+    multiprocessors can be counted and ``MUSICGEN_STEP_KERNEL`` is not ``0``."""
+    return os.environ.get(ENV, "1") != "0" and multiprocessors() is not None
+
+
+@cache
+def multiprocessors() -> int | None:
+    """The number of multiprocessors of CUDA device 0 (the driver API), or None."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    device, count = ctypes.c_int(), ctypes.c_int()
+    if lib.cuInit(0) or lib.cuDeviceGet(ctypes.byref(device), 0):
+        return None
+    if lib.cuDeviceGetAttribute(ctypes.byref(count), 16, device):  # MULTIPROCESSOR_COUNT
+        return None
+    return count.value or None
+
+
+def _columns_per_warp(width: int, columns: int, rows: int, dtype: mx.Dtype, warps: int) -> dict:
+    """How a warp reads weight rows: NC columns at a time, STEP 16-byte loads of each in
+    flight (NC x STEP <= 16, NC x rows accumulators <= 16 per lane), for the fewest passes over
+    the grid's warps."""
+    chunks = width // (32 * (16 // dtype.size))
+    best, best_rounds = (1, 1), None
+    for ncol in (1, 2, 4):
+        if columns % ncol or ncol * rows > 16:
+            continue
+        step = max(d for d in range(1, 16 // ncol + 1) if chunks % d == 0)
+        rounds = -(-columns // (ncol * warps)) * (chunks // step)
+        if best_rounds is None or rounds < best_rounds:
+            best, best_rounds = (ncol, step), rounds
+    return {"NC": best[0], "STEP": best[1]}
+
+
+def step_fits(decoder: nn.Module) -> bool:
+    """Whether the one-kernel step covers this decoder's layers (whatever the batch): MusicGen's
+    layers (self- and cross-attention, a two-layer feed-forward) with float weights of the
+    compute dtype, no biases, and widths the kernel's vector loads divide."""
+    layers = getattr(decoder, "layers", None)
+    if not layers:
+        return False
+    dtype = decoder.layer_norm.weight.dtype
+    vector = 16 // dtype.size if dtype in DTYPES else 0
+    config = decoder.config
+    width, ffn = config.hidden_size, config.ffn_dim
+    if not vector or width % (32 * vector) or ffn % (32 * vector) or width % 2:
+        return False
+    if config.head_dim % 32 or config.head_dim > 128:
+        return False
+    try:
+        if any(layer.act not in ACTIVATIONS for layer in layers):
+            return False
+        for layer in layers:
+            for _, path in LINEARS:
+                linear = _module(layer, path)
+                if type(linear) is not nn.Linear or "bias" in linear:
+                    return False
+                if linear.weight.dtype != dtype:
+                    return False
+            for name in NORMS:
+                norm = getattr(layer, name)
+                if "weight" not in norm or "bias" not in norm or norm.weight.dtype != dtype:
+                    return False
+    except AttributeError:  # another kind of layer (MusicGen-Melody's has no cross-attention)
+        return False
+    return all(type(e) is nn.Embedding and e.weight.dtype == dtype for e in decoder.embed_tokens)
+
+
+def step_rows_fit(rows: int, decoder: nn.Module) -> bool:
+    """Whether ``rows`` (batch x CFG branches) rows fit the kernel's staged inputs."""
+    config = decoder.config
+    size = decoder.layer_norm.weight.dtype.size
+    widest = max(config.hidden_size, config.ffn_dim)
+    return 1 <= rows <= MAX_ROWS and rows * widest * size <= STAGED_BYTES
+
+
+def _module(layer: nn.Module, path: str) -> nn.Module:
+    for name in path.split("."):
+        layer = getattr(layer, name)
+    return layer
+
+
+@dataclass
+class StackedLayers:
+    """The decoder's weights by kind (``arrays``: one (layers, ...) array each, the embeddings
+    (codebooks, vocab + 1, D)) and the per-layer views the modules hold (``views``)."""
+
+    arrays: dict[str, mx.array]
+    views: list[mx.array]
+
+    def current(self, decoder: nn.Module) -> bool:
+        """Whether the decoder still holds these views (no weight was replaced since)."""
+        return all(a is b for a, b in zip(_views(decoder), self.views, strict=True))
+
+
+def stack_layers(decoder: nn.Module) -> StackedLayers:
+    """Stack the decoder's weights by kind for ``decoder_step``, one kind at a time, and replace
+    the layers' weights by views of the stacks: the memory is not doubled."""
+    layers = decoder.layers
+    arrays: dict[str, mx.array] = {}
+    for name, path in LINEARS:
+        modules = [_module(layer, path) for layer in layers]
+        arrays[name] = _stack([m.weight for m in modules])
+        for i, module in enumerate(modules):
+            module.weight = arrays[name][i]
+    norms = [getattr(layer, name) for layer in layers for name in NORMS]
+    stacked = _stack([p for norm in norms for p in (norm.weight, norm.bias)])
+    arrays["norms"] = stacked.reshape(len(layers), 2 * len(NORMS), -1)
+    for i, norm in enumerate(norms):
+        norm.weight, norm.bias = stacked[2 * i], stacked[2 * i + 1]
+    arrays["embed"] = _stack([e.weight for e in decoder.embed_tokens])
+    for k, embedding in enumerate(decoder.embed_tokens):
+        embedding.weight = arrays["embed"][k]
+    views = _views(decoder)
+    mx.eval(views, list(arrays.values()))
+    return StackedLayers(arrays, views)
+
+
+def _stack(arrays: list[mx.array]) -> mx.array:
+    stacked = mx.stack(arrays)
+    mx.eval(stacked)
+    return stacked
+
+
+def _views(decoder: nn.Module) -> list[mx.array]:
+    """Every array ``stack_layers`` stacks, in order."""
+    views = []
+    for layer in decoder.layers:
+        views += [_module(layer, path).weight for _, path in LINEARS]
+        for name in NORMS:
+            views += [getattr(layer, name).weight, getattr(layer, name).bias]
+    return views + [e.weight for e in decoder.embed_tokens]
+
+
+def decoder_step(
+    codes: mx.array,
+    stacked: StackedLayers,
+    config,
+    frequencies: mx.array,
+    cache: tuple[mx.array, mx.array, mx.array],
+    position: mx.array,
+    cross_kv: tuple[mx.array, mx.array],
+    cross_bias: mx.array | None,
+    eps: float,
+    activation,
+) -> tuple[mx.array, mx.array]:
+    """One decoding position of every layer -> (last layer's output (R, 1, D), next position).
+
+    ``codes`` (R, K, 1) int32; ``cache`` is the StaticCache's (keys, values, barrier), keys and
+    values (layers, R, H, S, head_dim), written at ``position`` ((1,) int32) in place;
+    ``cross_kv`` the text's keys and values (layers, R, H, text length, head_dim), and
+    ``cross_bias`` (R, 1, 1, text length) or None.
+    """
+    rows, codebooks = codes.shape[0], codes.shape[1]
+    keys, values, barrier = cache
+    stacked = stacked.arrays
+    dtype = stacked["qkv"].dtype
+    width, ffn, heads, head_dim = (config.hidden_size, config.ffn_dim,
+                                   config.num_attention_heads, config.head_dim)  # fmt: skip
+    blocks = multiprocessors()
+    warps = blocks * (THREADS // 32)
+    phases = {"QKV": (width, 3 * width), "D": (width, width), "FC1": (width, ffn),
+              "FC2": (ffn, width)}  # fmt: skip
+    layout = {
+        f"{key}_{phase}": value
+        for phase, (w, n) in phases.items()
+        for key, value in _columns_per_warp(w, n, rows, dtype, warps).items()
+    }
+    inputs = [
+        ("codes", codes.astype(mx.int32)),
+        ("embed", stacked["embed"]),
+        ("freqs", frequencies),
+        ("position", position),
+        *((f"{name}_w", stacked[name]) for name, _ in LINEARS),
+        ("norms", stacked["norms"]),
+        ("keys", keys),
+        ("values", values),
+        ("cross_k", cross_kv[0]),
+        ("cross_v", cross_kv[1]),
+        ("barrier", barrier),
+    ]
+    if cross_bias is not None:
+        inputs.append(("bias", cross_bias))
+    outputs = (
+        ("x", (rows, width), dtype),
+        ("next_position", (1,), mx.int32),
+        ("qkv", (rows, 3 * width), dtype),
+        ("att", (rows, width), dtype),
+        ("hidden", (rows, ffn), dtype),
+    )
+    kernel = build(
+        "step",
+        STEP,
+        tuple((name, a.dtype) for name, a in inputs),
+        tuple((name, out_dtype) for name, _, out_dtype in outputs),
+        (("int", "CACHE_LENGTH"), ("int", "TEXT_LENGTH")),
+        header=DEVICE,
+        launch_bounds=(THREADS, 1),
+        T=dtype,
+        D=width,
+        FFN=ffn,
+        NUM_HEADS=heads,
+        HD=head_dim,
+        R=rows,
+        NCODEBOOKS=codebooks,
+        VOCAB1=stacked["embed"].shape[1],
+        LAYERS=stacked["qkv"].shape[0],
+        ACT=ACTIVATIONS[activation],
+        EPS=float(eps),
+        SCALE=float(head_dim**-0.5),
+        HAS_BIAS=int(cross_bias is not None),
+        THREADS=THREADS,
+        **layout,
+    )
+    x, next_position, *_ = kernel(
+        [a for _, a in inputs],
+        output_shapes=[shape for _, shape, _ in outputs],
+        output_dtypes=[out_dtype for _, _, out_dtype in outputs],
+        grid=(blocks * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1),
+        scalars=(keys.shape[3], cross_kv[0].shape[3]),
+        shared_memory=rows * max(width, ffn) * dtype.size,
+    )
+    return x.reshape(rows, 1, width), next_position

@@ -1,0 +1,129 @@
+"""The one-kernel decoding step (``musicgen.kernels.decoder_step``) against the per-layer kernels.
+
+Stacking the layers' weights and choosing the step run everywhere; tests marked ``cuda`` run the
+kernel where MLX's CUDA backend runs (the GPU machine; CI skips them).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+from musicgen import kernels
+from musicgen.decoder import MusicGenDecoder, cross_attention_bias
+from musicgen.melody import MelodyDecoder
+
+from tests.musicgen.test_kernels import (
+    TOLERANCE,
+    cuda,
+    decode,
+    exact_float32,
+    rel_error,
+    small_config,
+    small_decoder,
+    text_conditioning,
+)
+
+
+def logits_of(decoder, codes, bias) -> mx.array:
+    return decoder(codes, decoder.cross_kv(text_conditioning(2)[0]), bias)
+
+
+def test_stacked_layers_are_the_weights_the_layers_hold():
+    decoder = small_decoder()
+    codes = mx.random.randint(0, 64, (2, 4, 3), key=mx.random.key(1))
+    before = np.array(logits_of(decoder, codes, None))
+    names = [name for name, _ in tree_flatten(decoder.parameters())]
+    stacked = kernels.stack_layers(decoder)
+    assert [name for name, _ in tree_flatten(decoder.parameters())] == names
+    np.testing.assert_array_equal(np.array(logits_of(decoder, codes, None)), before)
+    fc2 = stacked.arrays["fc2"]
+    assert fc2.shape == (2, 256, 1024)
+    np.testing.assert_array_equal(np.array(fc2[1]), np.array(decoder.layers[1].fc2.weight))
+    norm = decoder.layers[1].encoder_attn_layer_norm
+    np.testing.assert_array_equal(np.array(stacked.arrays["norms"][1, 3]), np.array(norm.bias))
+    embed = stacked.arrays["embed"]
+    np.testing.assert_array_equal(np.array(embed[2]), np.array(decoder.embed_tokens[2].weight))
+    assert stacked.current(decoder)
+    decoder.layers[0].fc1.weight = decoder.layers[0].fc1.weight * 1  # a replaced weight
+    assert not stacked.current(decoder)
+
+
+def test_the_step_covers_musicgens_layers_only():
+    decoder = small_decoder(mx.float16)
+    assert kernels.step_fits(decoder)
+    assert kernels.step_rows_fit(8, decoder) and not kernels.step_rows_fit(9, decoder)
+    wide = MusicGenDecoder(small_config(), text_dim=256)
+    wide.set_dtype(mx.float32)
+    assert kernels.step_rows_fit(8, wide)  # 8 rows x 1024 float32 = 32 KB staged
+    nn.quantize(decoder, group_size=64, bits=4, class_predicate=lambda _, m: type(m) is nn.Linear)
+    assert not kernels.step_fits(decoder)
+    melody = MelodyDecoder(small_config(), text_dim=256, num_chroma=12, chroma_length=20)
+    assert not kernels.step_fits(melody)
+
+
+def test_a_static_cache_stacks_the_layers_only_where_the_step_runs(monkeypatch):
+    decoder = small_decoder()
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    monkeypatch.setattr(kernels, "step_available", lambda: True)
+    cache = decoder.make_static_cache(8)
+    assert cache.fused and decoder.step_layers is not None
+    stacked = decoder.step_layers
+    decoder.make_static_cache(8)
+    assert decoder.step_layers is stacked  # kept while the layers hold its views
+    monkeypatch.setattr(kernels, "step_available", lambda: False)
+    decoder.make_static_cache(8)
+    assert decoder.step_layers is None
+
+
+def teacher_forced(decoder, rows: int, steps: int, masked: bool, prompt: int = 1) -> mx.array:
+    """Logits of ``steps`` single positions after a ``prompt``-position first call."""
+    dtype = decoder.layer_norm.weight.dtype
+    states, mask = text_conditioning(rows, dtype)
+    bias = cross_attention_bias(mask, dtype) if masked else None
+    cross_kv = decoder.cross_kv(states)
+    cache = decoder.make_static_cache(prompt + steps)
+    first = mx.random.randint(0, 64, (rows, 4, prompt), key=mx.random.key(3))
+    out = [decoder(first, cross_kv, bias, cache)[:, :, -1:]]
+    for i in range(steps):
+        codes = mx.random.randint(0, 64, (rows, 4, 1), key=mx.random.key(10 + i))
+        out.append(decoder(codes, cross_kv, bias, cache))
+    return mx.concatenate(out, axis=2)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16])
+@pytest.mark.parametrize("rows", [2, 4])
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_kernel_step_gives_the_per_layer_kernels_logits(dtype, rows, masked, monkeypatch):
+    decoder = small_decoder(dtype)
+    calls = []
+    step = kernels.decoder_step
+    monkeypatch.setattr(kernels, "decoder_step", lambda *a, **k: calls.append(1) or step(*a, **k))
+    got = teacher_forced(decoder, rows, 6, masked)
+    assert calls, "the one-kernel step did not run"
+    monkeypatch.setenv("MUSICGEN_STEP_KERNEL", "0")
+    want = teacher_forced(decoder, rows, 6, masked)
+    assert rel_error(got, want) < (10 if dtype != mx.float32 else 1) * TOLERANCE[dtype]
+
+
+@cuda
+def test_one_kernel_step_reads_a_long_cache(monkeypatch):
+    """A 600-position prompt: each of the attention's warps reads several chunks of keys."""
+    decoder = small_decoder(mx.float16)
+    got = teacher_forced(decoder, 2, 3, True, prompt=600)
+    monkeypatch.setenv("MUSICGEN_STEP_KERNEL", "0")
+    want = teacher_forced(decoder, 2, 3, True, prompt=600)
+    assert rel_error(got, want) < 10 * TOLERANCE[mx.float16]
+
+
+@cuda
+@exact_float32
+@pytest.mark.parametrize("batch", [1, 2])
+def test_one_kernel_greedy_decoding_gives_the_plain_tokens(batch, monkeypatch):
+    decoder = small_decoder()
+    fused = decode(decoder, batch=batch, frames=40)
+    assert decoder.step_layers is not None
+    np.testing.assert_array_equal(fused, decode(decoder, batch=batch, frames=40, compile=False))
