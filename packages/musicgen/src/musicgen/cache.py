@@ -73,8 +73,9 @@ class StaticLayerCache:
     reads the whole buffer and the mask hides the positions not written yet. With ``fused``
     the CUDA attention kernel (``musicgen.kernels.cached_attention``) reads ``keys``/``values``,
     writes the new positions into them in place and replaces ``start`` with the next one.
-    ``whole`` (fused only) is every layer's keys and values as two (layers, B, H, S, D) arrays,
-    whose views ``keys``/``values`` are, and the grid barrier's state: what the one-kernel step
+    Fused, ``keys``/``values`` are every layer's, (layers, B, H, S, D), and this layer's are
+    at index ``layer`` (the kernels write into the buffers themselves, never through a view);
+    ``whole`` is (keys, values, the grid barrier's state): what the one-kernel step
     (``musicgen.kernels.decoder_step``) takes.
     """
 
@@ -86,6 +87,7 @@ class StaticLayerCache:
         start: mx.array,
         fused: bool = False,
         whole: tuple[mx.array, mx.array, mx.array] | None = None,
+        layer: int = 0,
     ):
         self.keys = keys
         self.values = values
@@ -93,6 +95,7 @@ class StaticLayerCache:
         self.start = start  # offset as the (1,) start index slice_update takes
         self.fused = fused
         self.whole = whole
+        self.layer = layer
 
     def mask(self, length: int) -> mx.array | None:
         """(length, max_length) additive mask: query i sees the keys at positions <= offset + i.
@@ -127,8 +130,7 @@ class StaticCache:
 
     ``fused`` (default: where ``musicgen.kernels`` runs, compiled) runs the layers' CUDA
     kernels, whose attention writes into the buffers in place: the buffers are then allocated
-    once (one array of every layer's keys, one of the values, each layer a view) and never
-    copied. None chooses.
+    once (one array of every layer's keys, one of the values) and never copied. None chooses.
     """
 
     def __init__(
@@ -154,7 +156,7 @@ class StaticCache:
         self._whole: tuple[mx.array, mx.array, mx.array] | None = None
         self._position = mx.array(0, dtype=mx.int32)  # the same, on the device
         # Fused: each layer's start index, as its last attention kernel output it.
-        self._starts = [mx.zeros((1,), mx.int32)] * num_layers
+        self._starts = [mx.zeros((kernels.POSITION_SLOTS,), mx.int32)] * num_layers
         self._forward: Forward | None = None
         self._run = mx.compile(self._pass) if compile else self._pass
 
@@ -169,22 +171,20 @@ class StaticCache:
             self._forward = forward
         elif forward != self._forward:
             raise ValueError("a StaticCache serves one forward function (one generation).")
-        if self.keys is None:
-            shape = (codes.shape[0], *self.shape)
-            if self.fused:  # real buffers before the kernels write into them
-                keys, values = (mx.zeros((self.num_layers, *shape), self.dtype) for _ in "kv")
-                self._whole = (keys, values, mx.zeros((2,), mx.uint32))
-                self.keys = [keys[i] for i in range(self.num_layers)]
-                self.values = [values[i] for i in range(self.num_layers)]
-                mx.eval(self._whole, self.keys, self.values)
-            else:
-                self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
-                self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
+        shape = (codes.shape[0], *self.shape)
         if self.fused:
+            if self._whole is None:  # real buffers before the kernels write into them
+                keys, values = (mx.zeros((self.num_layers, *shape), self.dtype) for _ in "kv")
+                barrier = mx.zeros((kernels.BARRIER_WORDS,), mx.uint32)
+                self._whole = (keys, values, barrier)
+                mx.eval(self._whole)
             logits, self._position, self._starts = self._run(
-                codes, args, self.keys, self.values, self._position, self._starts, self._whole
+                codes, args, None, None, self._position, self._starts, self._whole
             )
         else:
+            if self.keys is None:
+                self.keys = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
+                self.values = [mx.zeros(shape, self.dtype) for _ in range(self.num_layers)]
             keys, values = self.keys, self.values
             self.keys = self.values = None  # the pass may then update the buffers in place
             logits, self.keys, self.values, self._position = self._run(
@@ -197,18 +197,23 @@ class StaticCache:
         self,
         codes: mx.array,
         args: tuple,
-        keys: list[mx.array],
-        values: list[mx.array],
+        keys: list[mx.array] | None,
+        values: list[mx.array] | None,
         position: mx.array,
         starts: list[mx.array] | None,
         whole: tuple[mx.array, mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, ...]:
-        if starts is None:
-            starts = [position.reshape(1)] * self.num_layers
-        layers = [
-            StaticLayerCache(k, v, position, start, self.fused, whole)
-            for k, v, start in zip(keys, values, starts, strict=True)
-        ]
+        if whole is not None:  # fused: every layer in the same two buffers
+            layers = [
+                StaticLayerCache(whole[0], whole[1], position, start, True, whole, layer=i)
+                for i, start in enumerate(starts)
+            ]
+        else:
+            start = position.reshape(1)
+            layers = [
+                StaticLayerCache(k, v, position, start)
+                for k, v in zip(keys, values, strict=True)
+            ]
         logits = self._forward(codes, *args, layers)
         position = position + codes.shape[-1]
         if self.fused:  # each layer's next start comes out of its attention kernel

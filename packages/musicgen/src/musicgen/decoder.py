@@ -196,7 +196,7 @@ class Attention(nn.Module):
             qkv = linear(self.qkv_proj, x, norm=norm, fused=fused)
             if fused:
                 out, cache.start = kernels.cached_attention(
-                    qkv, cache.keys, cache.values, cache.start, scale=self.scale
+                    qkv, cache.keys, cache.values, cache.start, scale=self.scale, layer=cache.layer
                 )
                 return linear(self.out_proj, out, residual, fused=True)
             if L == 1:  # (B, 3 x H x D) in memory order is (B, 3, H, 1, D): views, no copies

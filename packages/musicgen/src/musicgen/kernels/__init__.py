@@ -35,6 +35,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from musicgen.kernels.attention import (
+    POSITION_SLOTS,
     attention,
     attention_fits,
     cached_attention,
@@ -48,6 +49,7 @@ from musicgen.kernels.linear import (
 )
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
 from musicgen.kernels.step import (
+    BARRIER_WORDS,
     StackedLayers,
     decoder_step,
     stack_layers,
@@ -90,8 +92,10 @@ def persist_compiled_kernels() -> Path | None:
 
 
 __all__ = [
+    "BARRIER_WORDS",
     "CACHE_ENV",
     "MAX_ROWS",
+    "POSITION_SLOTS",
     "StackedLayers",
     "activation_fits",
     "attention",

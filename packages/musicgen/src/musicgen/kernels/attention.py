@@ -14,6 +14,11 @@ import mlx.core as mx
 
 from musicgen.kernels.compiler import DTYPES, THREADS, build
 
+# A position on the device is an int32 array of this many elements (64 bytes) of which the
+# first counts: MLX's CUDA allocator keeps arrays of 8 bytes or less in managed memory that the
+# host reads quickly and a kernel slowly.
+POSITION_SLOTS = 16
+
 # One block per (row b, query i, head h); 8 warps share the keys, each with an online softmax
 # (lane j scores key base + j, then the warp accumulates the values with its lanes across the
 # head dimension, one vector load per lane and key); the warps' partial results are merged at
@@ -41,7 +46,8 @@ _ATTENTION = """
   const int count = S;
   const T* query = q + ((size_t)(b * L + i) * H + h) * D;
 #endif
-  const size_t head = (size_t)(b * H + h) * S * D;
+  // LAYER: this layer's buffers in a (layers, B, H, S, D) cache (gridDim.x / (H * L) = B).
+  const size_t head = (((size_t)LAYER * (gridDim.x / (H * L)) + b) * H + h) * S * D;
   const T* past_keys = keys + head;
   const T* past_values = values + head;
 #if SELF
@@ -152,28 +158,37 @@ def attention(
 
 
 def cached_attention(
-    qkv: mx.array, keys: mx.array, values: mx.array, position: mx.array, *, scale: float
+    qkv: mx.array,
+    keys: mx.array,
+    values: mx.array,
+    position: mx.array,
+    *,
+    scale: float,
+    layer: int = 0,
 ) -> tuple[mx.array, mx.array]:
     """Self-attention over a cache -> ((B, L, H x D) output, next position).
 
     ``qkv`` is the fused projection (B, L, 3 x H x D) of L new positions; query i attends
-    causally to the cache's first ``position`` (int32 (1,)) keys and the new keys up to its
-    own, and the new keys and values are written into ``keys``/``values`` (B, H, S, D) at
-    ``position`` .. ``position + L - 1`` in place. The next position (``position + L``) is
-    an output of the same kernel: the next call on this cache must take it, which orders that
-    call's reads after this call's writes.
+    causally to the cache's first ``position[0]`` (int32) keys and the new keys up to its
+    own, and the new keys and values are written into ``keys``/``values`` (B, H, S, D), or
+    into ``layer`` of (layers, B, H, S, D) ones, at ``position`` .. ``position + L - 1`` in
+    place. The next position (``position + L``, a ``POSITION_SLOTS`` array) is an output of the
+    same kernel: the next call
+    on this cache must take it, which orders that call's reads after this call's writes.
     """
-    return tuple(_attention(qkv, keys, values, scale, position=position))
+    return tuple(_attention(qkv, keys, values, scale, position=position, layer=layer))
 
 
-def _attention(queries, keys, values, scale, *, position=None, bias=None) -> list[mx.array]:
-    batch, heads, _, head_dim = keys.shape
+def _attention(
+    queries, keys, values, scale, *, position=None, bias=None, layer: int = 0
+) -> list[mx.array]:
+    batch, heads, _, head_dim = keys.shape[-4:]
     length = queries.shape[1]
     inputs = [queries, keys, values]
     shapes, dtypes = [(batch, length, heads * head_dim)], [queries.dtype]
     if position is not None:
         inputs.append(position)
-        shapes.append((1,))
+        shapes.append((POSITION_SLOTS,))
         dtypes.append(mx.int32)
     if bias is not None:
         inputs.append(bias)
@@ -185,7 +200,7 @@ def _attention(queries, keys, values, scale, *, position=None, bias=None) -> lis
         _ATTENTION,
         tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
         outputs,
-        (("int", "NUM_HEADS"), ("int", "CACHE_LENGTH"), ("int", "LENGTH")),
+        (("int", "NUM_HEADS"), ("int", "CACHE_LENGTH"), ("int", "LENGTH"), ("int", "LAYER")),
         SELF=int(self_attention),
         HAS_BIAS=int(has_bias),
         SCALE=float(scale),
@@ -199,5 +214,5 @@ def _attention(queries, keys, values, scale, *, position=None, bias=None) -> lis
         output_dtypes=dtypes,
         grid=(batch * length * heads * THREADS, 1, 1),
         threadgroup=(THREADS, 1, 1),
-        scalars=(heads, keys.shape[2], length),
+        scalars=(heads, keys.shape[-2], length, layer),
     )

@@ -29,6 +29,7 @@ from functools import cache
 import mlx.core as mx
 import mlx.nn as nn
 
+from musicgen.kernels.attention import POSITION_SLOTS
 from musicgen.kernels.compiler import DTYPES, build
 from musicgen.kernels.linear import ACTIVATIONS, HELPERS
 
@@ -36,6 +37,10 @@ THREADS = 512  # 16 warps per block, one block per multiprocessor
 MAX_ROWS = 8
 STAGED_BYTES = 40 * 1024  # dynamic shared memory for a phase's staged input rows
 ENV = "MUSICGEN_STEP_KERNEL"  # "0": run the step as separate kernels
+# The grid barrier's state: (BARRIER_WORDS,) uint32 in device memory (not MLX's managed pool of
+# small arrays, which a kernel's atomics reach across the bus), arrivals and passes 128 bytes
+# apart.
+BARRIER_WORDS = 64
 
 # The layers' weights, stacked by kind: (name, path of the Linear in a DecoderLayer).
 LINEARS = (
@@ -80,18 +85,18 @@ template <typename U> __device__ inline float load_cg(const U* p) {  // f16, bf1
 }
 
 // Every block of the grid waits here until all have arrived (all are resident: one per
-// multiprocessor). bar[0] counts arrivals, bar[1] the barriers passed; both persist between
+// multiprocessor). bar[0] counts arrivals, bar[32] the barriers passed; both persist between
 // launches, and the last block to arrive resets the count.
 __device__ inline void grid_sync(unsigned int* bar) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    volatile unsigned int* passed = bar + 1;
+    volatile unsigned int* passed = bar + 32;
     const unsigned int mine = *passed;
     __threadfence();
     if (atomicAdd(bar, 1u) == gridDim.x - 1) {
       atomicExch(bar, 0u);
       __threadfence();
-      atomicAdd(bar + 1, 1u);
+      atomicAdd(bar + 32, 1u);
     } else {
       const unsigned long long start = now_ns();
       while (*passed == mine) {
@@ -497,7 +502,7 @@ def decoder_step(
     """One decoding position of every layer -> (last layer's output (R, 1, D), next position).
 
     ``codes`` (R, K, 1) int32; ``cache`` is the StaticCache's (keys, values, barrier), keys and
-    values (layers, R, H, S, head_dim), written at ``position`` ((1,) int32) in place;
+    values (layers, R, H, S, head_dim), written at ``position[0]`` (int32) in place;
     ``cross_kv`` the text's keys and values (layers, R, H, text length, head_dim), and
     ``cross_bias`` (R, 1, 1, text length) or None.
     """
@@ -533,7 +538,7 @@ def decoder_step(
         inputs.append(("bias", cross_bias))
     outputs = (
         ("x", (rows, width), dtype),
-        ("next_position", (1,), mx.int32),
+        ("next_position", (POSITION_SLOTS,), mx.int32),
         ("qkv", (rows, 3 * width), dtype),
         ("att", (rows, width), dtype),
         ("hidden", (rows, ffn), dtype),
