@@ -36,7 +36,9 @@ def test_stacked_layers_are_the_weights_the_layers_hold():
     codes = mx.random.randint(0, 64, (2, 4, 3), key=mx.random.key(1))
     before = np.array(logits_of(decoder, codes, None))
     names = [name for name, _ in tree_flatten(decoder.parameters())]
+    memory = mx.get_active_memory()
     stacked = kernels.stack_layers(decoder)
+    assert mx.get_active_memory() <= memory * 1.01  # the layers hold views: nothing doubled
     assert [name for name, _ in tree_flatten(decoder.parameters())] == names
     np.testing.assert_array_equal(np.array(logits_of(decoder, codes, None)), before)
     fc2 = stacked.arrays["fc2"]

@@ -355,7 +355,7 @@ class MusicGenDecoder(nn.Module):
         x = x + sinusoidal_positions(offset, L, x.shape[-1]).astype(x.dtype)
         mask = cache[0].mask(L) if cache else causal_mask(L, 0)
         for i, layer in enumerate(self.layers):
-            kv = (cross_kv[0][i], cross_kv[1][i])
+            kv = (kernels.view(cross_kv[0], i), kernels.view(cross_kv[1], i))
             x = layer(x, kv, cross_bias, mask, cache[i] if cache else None)
         fused = bool(cache) and getattr(cache[0], "fused", False)
         return head_logits(x, self.layer_norm, self.lm_heads, fused)

@@ -56,6 +56,7 @@ from musicgen.kernels.step import (
     step_available,
     step_fits,
     step_rows_fit,
+    view,
 )
 
 
@@ -116,4 +117,5 @@ __all__ = [
     "step_available",
     "step_fits",
     "step_rows_fit",
+    "view",
 ]

@@ -99,9 +99,9 @@ __device__ inline void grid_sync(unsigned int* bar) {
       atomicAdd(bar + 32, 1u);
     } else {
       const unsigned long long start = now_ns();
-      while (*passed == mine) {
-        __nanosleep(20);
-        if (now_ns() - start > 10000000000ull) __trap();  // a block never came: fail, not hang
+      for (unsigned int spins = 1; *passed == mine; ++spins) {
+        // A block that never comes (not resident): fail after 10 s rather than hang.
+        if ((spins & 4095u) == 0 && now_ns() - start > 10000000000ull) __trap();
       }
     }
     __threadfence();
@@ -146,19 +146,42 @@ __device__ inline void stage(T* xs, const T* src, const T* nw, const T* nb) {
   }
 }
 
+// A warp's columns: NCOL at a time from column first_warp() * NCOL, warps numbered
+// multiprocessor-first so that a phase with few columns still spreads over the whole chip.
+__device__ inline int first_warp() { return (threadIdx.x >> 5) * gridDim.x + blockIdx.x; }
+
+// A projection's weights into L2 before the grid barrier that precedes it (they do not depend
+// on the data): the barrier's wait hides the reads from memory. Each warp asks for the rows it
+// will read (one bulk prefetch per group of NCOL contiguous rows).
+template <int KW, int N, int NCOL>
+__device__ inline void prefetch(const T* w) {
+  const int warps = gridDim.x * (THREADS / 32);
+  for (int n0 = first_warp() * NCOL; n0 < N; n0 += warps * NCOL) {
+#if __CUDA_ARCH__ >= 900  // Hopper's bulk prefetch: one instruction for the rows
+    if ((threadIdx.x & 31) == 0) {
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                   :: "l"(w + (size_t)n0 * KW), "r"((unsigned int)(NCOL * KW * sizeof(T)))
+                   : "memory");
+    }
+#else  // one 128-byte line per lane and instruction
+    const char* rows = reinterpret_cast<const char*>(w + (size_t)n0 * KW);
+    for (int at = (threadIdx.x & 31) * 128; at < NCOL * KW * (int)sizeof(T); at += 32 * 128) {
+      asm volatile("prefetch.global.L2 [%0];" :: "l"(rows + at));
+    }
+#endif
+  }
+}
+
 // y[r, n] = act(xs[r] . w[n]) for the N rows n of w (N x KW), or y[r, n] += xs[r] . w[n] with
-// RESIDUAL. Each warp takes NCOL columns at a time, STEP 16-byte loads of each in flight;
-// warps are numbered multiprocessor-first so that a phase with few columns still spreads over
-// the whole chip.
+// RESIDUAL. Each warp takes NCOL columns at a time, STEP 16-byte loads of each in flight.
 template <int KW, int N, int NCOL, int STEP, int ACTK, bool RESIDUAL>
 __device__ inline void gemv(const T* xs, const T* w, T* y) {
   constexpr int VEC = 16 / sizeof(T);
   constexpr int CHUNKS = KW / (32 * VEC);
   static_assert(CHUNKS % STEP == 0 && N % NCOL == 0, "whole passes, whole column groups");
   const int lane = threadIdx.x & 31;
-  const int first = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
   const int warps = gridDim.x * (THREADS / 32);
-  for (int n0 = first * NCOL; n0 < N; n0 += warps * NCOL) {
+  for (int n0 = first_warp() * NCOL; n0 < N; n0 += warps * NCOL) {
     float acc[NCOL][R];
 #pragma unroll
     for (int j = 0; j < NCOL; ++j)
@@ -293,14 +316,20 @@ STEP = """
     const float pe = n < D / 2 ? cosf(angle) : sinf(angle);
     x[i] = from_float<T>(sum + to_float(from_float<T>(pe)));
   }
-  grid_sync(bar);
 
+  // Each projection: its weights on their way to L2, the barrier (the phase before has written
+  // its input), the input staged, then the weights streamed.
   for (int layer = 0; layer < LAYERS; ++layer) {
     const T* norm = norms + (size_t)layer * 6 * D;
     // Self-attention: LN -> QKV; the new key and value into the cache, attention over the
     // cache; out projection + residual.
-    stage<D, true>(xs, x, norm, norm + D);
-    gemv<D, QKV, NC_QKV, STEP_QKV, 0, false>(xs, qkv_w + (size_t)layer * QKV * D, qkv);
+    {
+      const T* w = qkv_w + (size_t)layer * QKV * D;
+      prefetch<D, QKV, NC_QKV>(w);
+      grid_sync(bar);
+      stage<D, true>(xs, x, norm, norm + D);
+      gemv<D, QKV, NC_QKV, STEP_QKV, 0, false>(xs, w, qkv);
+    }
     grid_sync(bar);
     for (int item = blockIdx.x; item < R * NUM_HEADS; item += gridDim.x) {
       const int r = item / NUM_HEADS, h = item - r * NUM_HEADS;
@@ -316,13 +345,21 @@ STEP = """
       __syncthreads();
       attend(fresh, k_cache, v_cache, pos + 1, nullptr, att + (size_t)r * D + h * HD);
     }
-    grid_sync(bar);
-    stage<D, false>(xs, att, nullptr, nullptr);
-    gemv<D, D, NC_D, STEP_D, 0, true>(xs, out_w + (size_t)layer * D * D, x);
-    grid_sync(bar);
+    {
+      const T* w = out_w + (size_t)layer * D * D;
+      prefetch<D, D, NC_D>(w);
+      grid_sync(bar);
+      stage<D, false>(xs, att, nullptr, nullptr);
+      gemv<D, D, NC_D, STEP_D, 0, true>(xs, w, x);
+    }
     // Cross-attention to the text: LN -> query (into qkv's first R x D); attention; out + residual.
-    stage<D, true>(xs, x, norm + 2 * D, norm + 3 * D);
-    gemv<D, D, NC_D, STEP_D, 0, false>(xs, cross_q_w + (size_t)layer * D * D, qkv);
+    {
+      const T* w = cross_q_w + (size_t)layer * D * D;
+      prefetch<D, D, NC_D>(w);
+      grid_sync(bar);
+      stage<D, true>(xs, x, norm + 2 * D, norm + 3 * D);
+      gemv<D, D, NC_D, STEP_D, 0, false>(xs, w, qkv);
+    }
     grid_sync(bar);
     for (int item = blockIdx.x; item < R * NUM_HEADS; item += gridDim.x) {
       const int r = item / NUM_HEADS, h = item - r * NUM_HEADS;
@@ -335,17 +372,28 @@ STEP = """
       attend(qkv + (size_t)r * D + h * HD, cross_k + head, cross_v + head, ST, row_bias,
              att + (size_t)r * D + h * HD);
     }
-    grid_sync(bar);
-    stage<D, false>(xs, att, nullptr, nullptr);
-    gemv<D, D, NC_D, STEP_D, 0, true>(xs, cross_out_w + (size_t)layer * D * D, x);
-    grid_sync(bar);
+    {
+      const T* w = cross_out_w + (size_t)layer * D * D;
+      prefetch<D, D, NC_D>(w);
+      grid_sync(bar);
+      stage<D, false>(xs, att, nullptr, nullptr);
+      gemv<D, D, NC_D, STEP_D, 0, true>(xs, w, x);
+    }
     // Feed-forward: LN -> fc1 + activation; fc2 + residual.
-    stage<D, true>(xs, x, norm + 4 * D, norm + 5 * D);
-    gemv<D, FFN, NC_FC1, STEP_FC1, ACT, false>(xs, fc1_w + (size_t)layer * FFN * D, hidden);
-    grid_sync(bar);
-    stage<FFN, false>(xs, hidden, nullptr, nullptr);
-    gemv<FFN, D, NC_FC2, STEP_FC2, 0, true>(xs, fc2_w + (size_t)layer * D * FFN, x);
-    grid_sync(bar);
+    {
+      const T* w = fc1_w + (size_t)layer * FFN * D;
+      prefetch<D, FFN, NC_FC1>(w);
+      grid_sync(bar);
+      stage<D, true>(xs, x, norm + 4 * D, norm + 5 * D);
+      gemv<D, FFN, NC_FC1, STEP_FC1, ACT, false>(xs, w, hidden);
+    }
+    {
+      const T* w = fc2_w + (size_t)layer * D * FFN;
+      prefetch<FFN, D, NC_FC2>(w);
+      grid_sync(bar);
+      stage<FFN, false>(xs, hidden, nullptr, nullptr);
+      gemv<FFN, D, NC_FC2, STEP_FC2, 0, true>(xs, w, x);
+    }
   }
 """
 
@@ -457,18 +505,23 @@ def stack_layers(decoder: nn.Module) -> StackedLayers:
         modules = [_module(layer, path) for layer in layers]
         arrays[name] = _stack([m.weight for m in modules])
         for i, module in enumerate(modules):
-            module.weight = arrays[name][i]
+            module.weight = view(arrays[name], i)
     norms = [getattr(layer, name) for layer in layers for name in NORMS]
     stacked = _stack([p for norm in norms for p in (norm.weight, norm.bias)])
     arrays["norms"] = stacked.reshape(len(layers), 2 * len(NORMS), -1)
     for i, norm in enumerate(norms):
-        norm.weight, norm.bias = stacked[2 * i], stacked[2 * i + 1]
+        norm.weight, norm.bias = view(stacked, 2 * i), view(stacked, 2 * i + 1)
     arrays["embed"] = _stack([e.weight for e in decoder.embed_tokens])
     for k, embedding in enumerate(decoder.embed_tokens):
-        embedding.weight = arrays["embed"][k]
+        embedding.weight = view(arrays["embed"], k)
     views = _views(decoder)
     mx.eval(views, list(arrays.values()))
     return StackedLayers(arrays, views)
+
+
+def view(stacked: mx.array, index: int) -> mx.array:
+    """``stacked[index]`` without a copy: a slice is a view (an integer index gathers a copy)."""
+    return stacked[index : index + 1].squeeze(0)
 
 
 def _stack(arrays: list[mx.array]) -> mx.array:
