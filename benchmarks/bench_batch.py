@@ -168,8 +168,8 @@ def ranks_vs_one(args, work: Path, checkpoint: Path) -> dict:
 
 
 def print_ranks_vs_one(result: dict, args) -> None:
-    print(f"| setup | audio (s) | wall (s) | audio s / s | within the run (s) | audio s / s "
-          f"| devices per rank |\n|---|---:|---:|---:|---:|---:|---|")
+    print("| setup | audio (s) | wall (s) | audio s / s | within the run (s) | audio s / s "
+          "| devices per rank |\n|---|---:|---:|---:|---:|---:|---|")
     for key in ("one", "two"):
         r = result[key]
         print(f"| {r['setup']} | {r['audio_s']:.0f} | {r['wall_s']:.1f} | {r['rate']:.1f} | "

@@ -697,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             seconds = write_checkpoint(checkpoint_for(args, name), name)
             info["checkpoint_write_s"][name] = round(seconds, 1)
-            print(f"checkpoint musicgen-{name}: {checkpoint_for(args, name)} "
-                  f"({'written in %.1f s' % seconds if seconds else 'already there'})", flush=True)
+            how = f"written in {seconds:.1f} s" if seconds else "already there"
+            print(f"checkpoint musicgen-{name}: {checkpoint_for(args, name)} ({how})", flush=True)
     print(json.dumps(info), flush=True)
     rows: list[Row] = []
     quality, parity = [], []

@@ -8,7 +8,7 @@
 #   bash benchmarks/gpu_session.sh OUT A --dry-run   # this script's logic on a CPU machine:
 #                                          # no install, tiny sizes, the same steps
 # Needs, in the repository root: .device-whl/2 (MLX's CUDA wheel, second half, and install.sh;
-# the first half copied to /root/stash by an earlier call), .gpu-src/whl2 and whl3 (server
+# the first half copied to /root/stash by an earlier command), .gpu-src/whl2 and whl3 (server
 # wheels, this project's wheels: entry points), .gpu-src/bench (fast-musicgen). Writes to OUT
 # session_PART.log (everything) and a JSON per benchmark; prints compact tables. Every step
 # has a timeout, and every step's is cut to what is left of the part's DEADLINE seconds.
@@ -55,8 +55,8 @@ else
   # MLX (CUDA) from .device-whl, unless this machine is still warm from an earlier part.
   if ! PYTHONPATH=/root/site $py -c 'import mlx.core' 2>/dev/null; then
     if [[ ! -f /root/stash/part_aa ]]; then
-      say "MLX is not installed and /root/stash/part_aa is missing: first make a call with carry"
-      say "[\".device-whl/1\"] and command: mkdir -p /root/stash && cp .device-whl/1/* /root/stash/"
+      say "MLX is not installed and /root/stash/part_aa is missing: first run, with .device-whl/1"
+      say "in the tree, the command: mkdir -p /root/stash && cp .device-whl/1/* /root/stash/"
       exit 2
     fi
     step install-mlx "$(limit 150)" '^mlx ' bash .device-whl/2/install.sh || exit 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mlx.core as mx
 import pytest
-
 from musicgen.plugin.batch import devices
 from musicgen.plugin.batch.devices import device_name, rank_device
 
