@@ -72,7 +72,7 @@ fi
 export PYTHONPATH=$root/packages/rag_core/src:$root/packages/musicgen/src:$root:/root/site
 export PATH=/root/site/bin:$PATH
 say "commit $(git log -1 --format='%h %s' 2>/dev/null | cut -c1-70); part $part; $($py -c \
-  'import mlx.core as mx, torch, transformers; print("mlx", mx.__version__, mx.default_device(),
+  'import torch, transformers, mlx.core as mx; print("mlx", mx.__version__, mx.default_device(),
   "gpus", mx.device_count(mx.gpu), "torch", torch.__version__, "transformers",
   transformers.__version__)' 2>&1 | tail -1)"
 
