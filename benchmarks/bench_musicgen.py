@@ -8,6 +8,12 @@ and transformers' MusicgenForConditionalGeneration from the same config. No down
     python benchmarks/bench_musicgen.py                       # CPU: small, 2 s, batch 1, float32
     python benchmarks/bench_musicgen.py --duration 10 --batch 1 16 --dtype float16 \\
         --quantize 0 4 --plain                                # GPU (see docs/performance.md)
+    python benchmarks/bench_musicgen.py --models medium large --checkpoint-root /tmp/ckpt \\
+        --duration 10 --dtype float16 --fast-musicgen         # checkpoints on disk, per model
+
+With ``--checkpoint`` (musicgen-small) or ``--checkpoint-root`` (DIR/musicgen-NAME for each of
+``--models``, written in float16 by transformers' save_pretrained where absent) ours loads the
+files with ``musicgen.load`` and transformers with ``from_pretrained``, as users run them.
 
 Each row is one generation of ``--duration`` seconds per prompt with classifier-free guidance
 (scale 3, top-k 250 sampling), timed phase by phase: text encoding (tokenizer + T5), the
@@ -357,10 +363,11 @@ def measure_transformers(name: str, dtype: str, batch: int, args) -> Row:
     values = config_dict(name)
     config = transformers_config(values)
     torch.manual_seed(0)
-    if args.checkpoint:  # the same files ours loads, through from_pretrained
-        model = MusicgenForConditionalGeneration.from_pretrained(args.checkpoint, dtype=torch_dtype)
+    checkpoint = checkpoint_for(args, name)
+    if checkpoint:  # the same files ours loads, through from_pretrained
+        model = MusicgenForConditionalGeneration.from_pretrained(checkpoint, dtype=torch_dtype)
         model = model.to(device).eval()
-        ids, mask = load_tokenizer(args.checkpoint)(prompts_for(batch))
+        ids, mask = load_tokenizer(checkpoint)(prompts_for(batch))
     else:
         model = MusicgenForConditionalGeneration(config).to(device=device, dtype=torch_dtype)
         model = model.eval()
@@ -412,7 +419,49 @@ T5_BASE = {"layer_norm_epsilon": 1e-6, "feed_forward_proj": "relu", "decoder_sta
 def measure_fast_musicgen(name: str, args) -> Row:
     """fast-musicgen (PyPI; PyTorch with CUDA graphs, float16, batch 1): its T5, its LM and
     transformers' EnCodec, built from the same config with random weights (it loads only
-    audiocraft-format files), end to end with the same options; graph capture untimed."""
+    audiocraft-format files), end to end with the same options; graph capture untimed.
+
+    Off CUDA (a check of this code, not a measurement) it runs in float32 without graphs."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    checkpoint = checkpoint_for(args, name)
+    ids, _ = (load_tokenizer(checkpoint) if checkpoint else word_tokenizer())(prompts_for(1))
+    with torch.device(device):  # fast-musicgen makes tensors on the default device
+        generate, codec = build_fast_musicgen(name, device, prompt_length=len(ids[0]))
+        ids = torch.from_numpy(np.array(ids)).long()
+        values = config_dict(name)["decoder"]
+        delays = codebook_delays(values["num_codebooks"], values.get("audio_channels", 1))
+
+        def run(duration: float) -> float:
+            frames = round(duration * 50)
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            sync()
+            start = time.perf_counter()
+            with torch.inference_mode():
+                codes = generate(ids, num_steps(frames, delays))
+                audio = codec.decode(audio_codes=codes, audio_scales=[None]).audio_values
+            sync()
+            assert audio.shape[-1] == frames * 640, audio.shape
+            return time.perf_counter() - start
+
+        run(warmup_duration(args.duration))
+        times = [run(args.duration) for _ in range(args.repeat)]
+    dtype = "float16" if device == "cuda" else "float32"
+    row = Row(name, "fast-musicgen", dtype, 0, 1, args.duration, 0)
+    row.e2e_s = min(times) if args.best else statistics.median(times)
+    row.steps = num_steps(round(args.duration * 50), delays)
+    row.runs = [{"e2e_s": t} for t in times]
+    if device == "cuda":
+        row.peak_gb = torch.cuda.max_memory_allocated() / 1e9
+    return row
+
+
+def build_fast_musicgen(name: str, device: str, prompt_length: int):
+    """fast-musicgen's model at the shapes of musicgen-NAME, random weights, on ``device``
+    (the default torch device there): (generate(ids, steps) -> codes, transformers' EnCodec).
+    On CUDA in float16 with a CUDA graph per text length up to ``prompt_length`` (its default
+    is 20 tokens, fewer than the test tokenizer gives the prompt), elsewhere float32, eager."""
     from types import SimpleNamespace
 
     import torch
@@ -421,47 +470,30 @@ def measure_fast_musicgen(name: str, args) -> Row:
     from transformers import EncodecConfig as TorchEncodecConfig
     from transformers import EncodecModel as TorchEncodec
 
-    device, half = "cuda", torch.float16
+    cuda = device == "cuda"
+    dtype = torch.float16 if cuda else torch.float32
     values = config_dict(name)
     config = transformers_config(values)
     torch.manual_seed(0)
-    t5 = T5(SimpleNamespace(**(T5_BASE | values["text_encoder"]))).to(device, half).eval()
-    lm = CausalLM(config, device=device).to(device, half).eval()
+    t5 = T5(SimpleNamespace(**(T5_BASE | values["text_encoder"]))).to(device, dtype).eval()
+    lm = CausalLM(config, device=device, dtype=dtype).to(device, dtype).eval()
     lm.set_cache(max_length=1500)
     runner = LMRunner.__new__(LMRunner)  # its constructor reads an audiocraft checkpoint
-    runner.model, runner.cuda_graph, runner.prompt_max_len, runner.max_length = lm, True, 20, 1500
+    runner.model, runner.cuda_graph, runner.max_length = lm, cuda, 1500
+    runner.prompt_max_len = max(20, prompt_length)
     runner.graphs, runner.graph_vars = {}, {}
-    with torch.inference_mode():
-        runner.warmup()
-        runner.capture_cuda_graph()
-    codec = TorchEncodec(TorchEncodecConfig(**values["audio_encoder"])).to(device).eval()
-    ids, _ = (load_tokenizer(args.checkpoint) if args.checkpoint else word_tokenizer())(
-        prompts_for(1)
-    )
-    ids = torch.from_numpy(np.array(ids)).long().to(device)
-    delays = codebook_delays(config.decoder.num_codebooks, config.decoder.audio_channels)
-
-    def run(duration: float) -> float:
-        frames = round(duration * 50)
-        torch.cuda.synchronize()
-        start = time.perf_counter()
+    if cuda:  # its warm-up synchronizes CUDA
         with torch.inference_mode():
-            codes = runner.generate_with_cuda_graph(
-                text_x=t5.encode(ids), max_steps=num_steps(frames, delays), temperature=1.0,
-                top_k=TOP_K, guidance_coef=GUIDANCE,
-            )  # fmt: skip
-            audio = codec.decode(audio_codes=codes, audio_scales=[None]).audio_values
-        torch.cuda.synchronize()
-        assert audio.shape[-1] == frames * 640, audio.shape
-        return time.perf_counter() - start
+            runner.warmup()
+            runner.capture_cuda_graph()
+    codec = TorchEncodec(TorchEncodecConfig(**values["audio_encoder"])).to(device).eval()
+    sample = runner.generate_with_cuda_graph if cuda else runner.generate
 
-    run(warmup_duration(args.duration))
-    times = [run(args.duration) for _ in range(args.repeat)]
-    row = Row(name, "fast-musicgen", "float16", 0, 1, args.duration, 0)
-    row.e2e_s = min(times) if args.best else statistics.median(times)
-    row.steps = num_steps(round(args.duration * 50), delays)
-    row.runs = [{"e2e_s": t} for t in times]
-    return row
+    def generate(ids, steps: int):
+        return sample(text_x=t5.encode(ids), max_steps=steps, temperature=1.0, top_k=TOP_K,
+                      guidance_coef=GUIDANCE)  # fmt: skip
+
+    return generate, codec
 
 
 def load_tokenizer(path: str) -> PromptTokenizer:
@@ -471,13 +503,35 @@ def load_tokenizer(path: str) -> PromptTokenizer:
 
 
 def load_ours(args, name: str, dtype: str, quant: int) -> MusicGen:
-    """Our model: loaded from ``--checkpoint`` as users load it (quantized while loading), or
+    """Our model: loaded from its checkpoint as users load it (quantized while loading), or
     built in memory at the shapes of musicgen-NAME."""
-    if args.checkpoint:
+    checkpoint = checkpoint_for(args, name)
+    if checkpoint:
         import musicgen
 
-        return musicgen.load(args.checkpoint, dtype=dtype, quantize=quant or None, progress=False)
+        return musicgen.load(checkpoint, dtype=dtype, quantize=quant or None, progress=False)
     return build_ours(name, dtype)
+
+
+def checkpoint_for(args, name: str) -> str | None:
+    """The checkpoint folder of musicgen-NAME in this run, if it runs from files."""
+    if args.checkpoint_root:
+        return os.path.join(args.checkpoint_root, f"musicgen-{name}")
+    return args.checkpoint if name == "small" else None
+
+
+def write_checkpoint(path: str, name: str) -> float:
+    """musicgen-NAME's shapes with random weights, written in float16 by transformers'
+    save_pretrained with tokenizer files (the tests' writer: weights drawn without torch's
+    init, from pools of normal draws); seconds taken, 0 where the folder exists already."""
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return 0.0
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.musicgen.checkpoints import write_musicgen
+
+    start = time.perf_counter()
+    write_musicgen(path, transformers_config(config_dict(name)), dtype="float16", scale="small")
+    return time.perf_counter() - start
 
 
 def measure_transformers_apart(name: str, dtype: str, batch: int, args) -> Row:
@@ -538,6 +592,10 @@ def versions() -> dict:
 
         info["torch"] = torch.__version__
         info["transformers"] = transformers.__version__
+        with contextlib.suppress(ImportError):
+            from importlib.metadata import version
+
+            info["fast_musicgen"] = version("fast-musicgen")
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name()
     except ImportError:
@@ -603,6 +661,11 @@ def main(argv: list[str] | None = None) -> int:
         "): ours loads it with musicgen.load, transformers with from_pretrained",
     )
     parser.add_argument(
+        "--checkpoint-root",
+        help="folder of checkpoints musicgen-NAME for each of --models (written in float16 by "
+        "save_pretrained where absent); ours, transformers and fast-musicgen's tokenizer use them",
+    )
+    parser.add_argument(
         "--per-row-keys",
         action="store_true",
         help="one random key per prompt, as `music batch` samples",
@@ -618,8 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-only", action="store_true",
                         help="only the transformers rows (what a CPU run starts for them)")
     args = parser.parse_args(argv)
-    if args.checkpoint:
-        args.models = ["small"]
+    if args.checkpoint and args.checkpoint_root:
+        parser.error("--checkpoint and --checkpoint-root exclude each other")
+    if args.checkpoint and args.models != ["small"]:
+        parser.error("--checkpoint is musicgen-small's; use --checkpoint-root for other models")
     if args.gemv_rows is not None:
         musicgen.decoder.GEMV_ROWS = args.gemv_rows
     if args.reference and not reference_available():
@@ -627,6 +692,13 @@ def main(argv: list[str] | None = None) -> int:
         args.reference = False
 
     info = versions()
+    if args.checkpoint_root:
+        info["checkpoint_write_s"] = {}
+        for name in args.models:
+            seconds = write_checkpoint(checkpoint_for(args, name), name)
+            info["checkpoint_write_s"][name] = round(seconds, 1)
+            how = f"written in {seconds:.1f} s" if seconds else "already there"
+            print(f"checkpoint musicgen-{name}: {checkpoint_for(args, name)} ({how})", flush=True)
     print(json.dumps(info), flush=True)
     rows: list[Row] = []
     quality, parity = [], []
@@ -658,7 +730,9 @@ def main(argv: list[str] | None = None) -> int:
                 del model
                 gc.collect()
                 mx.clear_cache()
-            if args.fast_musicgen and dtype == "float16" and 1 in args.batch:
+            # On CUDA in float16; off CUDA a float32 check of the code path (no CUDA graphs).
+            half = dtype == "float16" or mx.default_device() == mx.cpu
+            if args.fast_musicgen and half and 1 in args.batch:
                 rows.append(measure_fast_musicgen(name, args))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
                 free_torch_cache()

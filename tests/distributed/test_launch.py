@@ -90,6 +90,7 @@ def check_complete(out: Path, reference: dict[str, bytes]) -> list[dict]:
         sidecar = json.loads((out / entry["sidecar"]).read_text())
         assert sidecar["batch"]["rank"] == entry["rank"]
         assert sidecar["batch"]["ranks"] == 2
+        assert sidecar["batch"]["device"] == "cpu"  # one device here: each rank keeps it
     assert sorted(p.name for p in out.iterdir() if p.suffix not in (".wav", ".flac", ".json")) \
         == ["manifest.jsonl"]  # no temporary files or partial manifests
     return entries

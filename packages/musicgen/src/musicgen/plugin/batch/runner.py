@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicgen.plugin.batch.devices import device_name, use_rank_device
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
 from musicgen.plugin.batch.manifest import (
     MANIFEST,
@@ -135,12 +136,16 @@ class BatchRun:
         self.progress = self.total = 0.0  # seconds of audio of this rank's share
         self.jobs = self.share = self.reused = self.generated = 0  # for ``interrupted``
         self.planned = False
+        self.device = "unknown"  # where this rank generates, once the run has started
 
     def prefix(self) -> str:
         return f"[rank {self.rank}/{self.size}] " if self.size > 1 else ""
 
     def run(self) -> Summary:
         start = time.perf_counter()
+        self.device = device_name(use_rank_device(self.agreement))
+        if self.size > 1:
+            self.log(f"{self.prefix()}generating on {self.device} of {self.host}")
         jobs = self._read()
         done_by = self.agreement.min(
             [self.rank if read_sidecar(job, self.out) else self.size for job in jobs.jobs]
@@ -365,6 +370,7 @@ class BatchRun:
             "rank": self.rank,
             "ranks": self.size,
             "host": self.host,
+            "device": self.device,
         }
         return write_track(self.out / job.audio_name, audio,
                            {**record, "timings": timings, "batch": batch},
