@@ -17,7 +17,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
-from rag_core import resolve_model_path
+from rag_core import mark_phase, resolve_model_path
 
 from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder
@@ -73,6 +73,7 @@ def load(
     weights, origin = read_weights(path)  # lazy: read from the files when evaluated
     groups = _split_components(weights, origin, path)
     del weights  # each tensor is then held by its module alone (see _evaluate_in_parts)
+    mark_phase("load.files")
 
     text_encoder = _load_module(
         T5Encoder(config.text_encoder),
@@ -90,7 +91,9 @@ def load(
         origin,
         path,
     )
+    mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
+    mark_phase("load.codec")
     text_encoder.set_dtype(dtype)
     decoder.set_dtype(dtype)
     chroma = None
@@ -101,7 +104,9 @@ def load(
     model = MusicGen(config, tokenizer, text_encoder, decoder, codec, chroma)
     quantize_model(model, quantize)
     _evaluate_in_parts(text_encoder)
+    mark_phase("load.text_encoder")
     _evaluate_in_parts(decoder)
+    mark_phase("load.decoder")
     return model
 
 
