@@ -76,13 +76,6 @@ def reset_timeline() -> None:
     _local.last = time.perf_counter()
 
 
-def requested() -> bool:
-    """Whether ``MLX_RAG_TIMINGS`` asks commands to print their phases."""
-    from rag_core.plugins import env_flag
-
-    return env_flag(TIMINGS_ENV)
-
-
 def summary() -> str:
     """One line: each phase of this thread (same names summed, in order of first use), then
     the seconds since the process started."""

@@ -79,7 +79,7 @@ class RagGroup(click.Group):
             with terminate_as_interrupt():
                 return super().main(*args, **kwargs)
         finally:
-            if timings.requested():  # MLX_RAG_TIMINGS=1: where the command's time went
+            if env_flag(timings.TIMINGS_ENV):  # MLX_RAG_TIMINGS=1: where the time went
                 print(timings.summary(), file=sys.stderr, flush=True)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
@@ -95,7 +95,7 @@ class RagGroup(click.Group):
         host = get_host()
         commands = {}
         for name, command in host.commands.items():
-            if name in self.commands:
+            if name in self.commands or name in RETRIEVAL_COMMANDS:
                 message = (f"Warning: plugin '{host.command_owners[name]}' adds a command "
                            f"'{name}', which mlx-rag already has; it was skipped.")
                 if message not in host.warnings:
@@ -105,6 +105,7 @@ class RagGroup(click.Group):
         return commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        _add_retrieval_commands(self)
         try:
             extra = self.plugin_commands()
         except RagError as exc:  # e.g. a bad config: still show the core commands
@@ -113,6 +114,8 @@ class RagGroup(click.Group):
         return sorted({*self.commands, *extra})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in RETRIEVAL_COMMANDS:
+            _add_retrieval_commands(self)
         return self.commands.get(name) or self.plugin_commands().get(name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
@@ -166,15 +169,28 @@ def _add_core_commands() -> None:
     for command in (config_group, doctor_command, models_group, plugins_group, run_command,
                     serve_command):
         cli.add_command(command)
+
+
+def _add_retrieval_commands(group: click.Group) -> None:
+    """Add rag_core.cli.retrieval's commands (RETRIEVAL_COMMANDS) to ``group``, once: on first
+    use, as they import the store and NumPy that other commands (a track) do without."""
+    global _retrieval_added
+    if _retrieval_added:
+        return
+    _retrieval_added = True
     try:
         from rag_core.cli import retrieval
 
-        retrieval.add_commands(cli)
+        retrieval.add_commands(group)
     except Exception as exc:  # a broken module must not take the other commands down
         if env_flag("MLX_RAG_STRICT_PLUGINS"):
             raise
         print(f"Warning: the retrieval commands are unavailable: {type(exc).__name__}: {exc}",
               file=sys.stderr)
+
+
+RETRIEVAL_COMMANDS = ("ask", "ingest", "search", "store")  # what retrieval.add_commands adds
+_retrieval_added = False
 
 
 _add_core_commands()
