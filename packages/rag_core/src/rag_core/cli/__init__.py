@@ -214,10 +214,11 @@ def end_process(code: Any = 0) -> NoReturn:
     that is 0.15-0.2 s of a 1 s command on a 2-core CPU (SciPy's modules alone), and on a GPU
     also the model's buffers. The exit handlers (``atexit``: logging, open files) still run and
     the standard streams are flushed, so output and exit codes are those of a normal exit."""
-    if isinstance(code, bool) or not isinstance(code, int):
-        if code is not None:
-            print(code, file=sys.stderr)
-        code = 0 if code is None else 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # a message, as sys.exit prints it
+        print(code, file=sys.stderr)
+        code = 1
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):
         sys.exit(code)  # a worker still runs: let the interpreter wait for it as usual
