@@ -4,17 +4,25 @@ What a user waits for after typing a command, measured on a checkpoint written t
 transformers' ``save_pretrained`` (random weights at the real shapes; nothing is downloaded):
 
 * ours: a fresh Python process imports musicgen, loads the checkpoint with ``musicgen.load``,
-  then generates twice (``generate_tokens`` then ``decode``: what ``generate`` does), then a
-  third time with another prompt and duration (shapes it has not seen);
+  then generates twice (``stream_tokens`` gathered by ``codes_from_steps``, then ``decode``:
+  what ``generate`` does), then a third time with another prompt and duration (shapes it has
+  not seen). Loading is split into the phases ``musicgen.load`` marks (rag_core.timings: the
+  files' headers, building the modules, the codec, the text encoder, the decoder; each
+  includes reading and casting its weights), and each generation into the text encoding, the
+  first decoding step (tracing, compiling or loading kernels), the other steps and EnCodec;
 * the CLI: ``mlx-rag music generate PROMPT --model DIR --duration D``, wall time of the whole
-  command (a fresh process: start-up, loading, generation, writing the file);
+  command (a fresh process: start-up, loading, generation, writing the file), and its phases
+  from ``MLX_RAG_TIMINGS=1`` (start-up and imports, plugins, checks, loading, generation,
+  EnCodec, normalization, writing the audio and the sidecar; *exit* is the wall time after the
+  last phase);
 * transformers: a fresh process imports torch and transformers, ``from_pretrained`` the same
   directory and generates twice with the same options (CFG 3, top-k 250).
 
 Each fresh process of ours runs once with an empty kernel cache (a new ``MLX_RAG_KERNEL_CACHE``
 folder: what the very first run after installing pays) and then ``--runs`` times with that
 cache filled by the earlier runs (every later run). On a machine without a GPU the same runs
-measure the CPU.
+measure the CPU. The children run without PYTHONDONTWRITEBYTECODE, so that after the first run
+they import from bytecode, as an installed package does.
 
     python benchmarks/bench_cold.py                        # small, 10 s, float32, 2 warm runs
     python benchmarks/bench_cold.py --duration 1 --runs 1  # the 2-core CPU (a generation is slow)
@@ -28,9 +36,11 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -47,24 +57,45 @@ def child_ours(args) -> dict:
     """One fresh process of ours: import, load, three generations, phase by phase."""
     import mlx.core as mx
     import musicgen
+    from rag_core.timings import reset_timeline, timeline
 
     out = {"import_s": time.perf_counter() - STARTED}
     start = time.perf_counter()
+    reset_timeline()
     model = musicgen.load(args.checkpoint, dtype=args.dtype, quantize=args.quantize or None,
                           progress=False)  # fmt: skip
     out["load_s"] = time.perf_counter() - start
+    out |= {f"{name.replace('.', '_')}_s": s for name, s in timeline() if name.startswith("load.")}
     out["peak_load_gb"] = mx.get_peak_memory() / 1e9
+    text_s = []
+    encode_text = model.encode_text
+
+    def timed_encode_text(prompts):  # the generation's own call, evaluated to be timed
+        begin = time.perf_counter()
+        states = encode_text(prompts)
+        mx.eval(states)
+        text_s.append(time.perf_counter() - begin)
+        return states
+
+    model.encode_text = timed_encode_text
     runs = [("first", PROMPT, args.duration), ("second", PROMPT, args.duration),
             ("other", OTHER_PROMPT, round(args.duration * 0.7, 2))]  # fmt: skip
     for name, prompt, duration in runs:
         start = time.perf_counter()
-        codes = model.generate_tokens(prompt, duration=duration, seed=0)
+        steps = model.stream_tokens(prompt, duration=duration, seed=0)
+        first = next(steps)
+        mx.eval(first.tokens)
+        first_step = time.perf_counter()
+        codes = musicgen.codes_from_steps(itertools.chain([first], steps))
         tokens = time.perf_counter()
         audio = model.decode(codes)
         end = time.perf_counter()
         assert audio.shape[-1] == codes.shape[-1] * model.codec.hop_length
         out[f"{name}_s"] = end - start
         out[f"{name}_tokens_s"] = tokens - start
+        out[f"{name}_text_s"] = text_s[-1]
+        out[f"{name}_step1_s"] = first_step - start - text_s[-1]
+        out[f"{name}_steps_s"] = tokens - first_step
         out[f"{name}_decode_s"] = end - tokens
         if name == "first":
             out["peak_first_gb"] = mx.get_peak_memory() / 1e9
@@ -109,6 +140,24 @@ def child_transformers(args) -> dict:
         assert audio.shape[-1] == frames * hop, audio.shape
     out["to_first_audio_s"] = out["import_s"] + out["load_s"] + out["first_s"]
     out["first_over_second"] = out["first_s"] / out["second_s"]
+    return out
+
+
+def cli_phases(stderr: str, wall: float) -> dict:
+    """The phases of an `mlx-rag` command from its MLX_RAG_TIMINGS line: each one, the time
+    from the process's start until the model was loaded, and the exit (the wall time after the
+    last phase)."""
+    line = next((x for x in stderr.splitlines() if x.startswith("Timings: ")), None)
+    if line is None:
+        return {}
+    listed, _, total = line[len("Timings: ") :].rpartition("; ")
+    phases = [(name, float(s)) for name, s in re.findall(r"([\w. -]+?) ([\d.]+) s(?:, |$)", listed)]
+    out = {f"cli_{re.sub(r'[^a-z0-9]+', '_', name).strip('_')}_s": s for name, s in phases}
+    names = [name for name, _ in phases]
+    if "load" in names:
+        out["cli_to_model_s"] = sum(s for _, s in phases[: names.index("load") + 1])
+    out["cli_process_s"] = float(total.split()[0])
+    out["cli_exit_s"] = wall - out["cli_process_s"]
     return out
 
 
@@ -166,6 +215,7 @@ def run_all(args, mlx_version: str) -> list[dict]:
     # itself too, so that a version without that setting caches there as well.
     env = dict(os.environ, MLX_RAG_KERNEL_CACHE=str(cache), PYTHONUNBUFFERED="1",
                MLX_PTX_CACHE_DIR=str(cache / f"mlx-{mlx_version}"))  # fmt: skip
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     me = [sys.executable, str(Path(__file__).resolve()), "--checkpoint", str(checkpoint),
           "--duration", str(args.duration), "--dtype", args.dtype]  # fmt: skip
     rows = []
@@ -188,10 +238,11 @@ def run_all(args, mlx_version: str) -> list[dict]:
                    "--output", str(work / "track.wav")]  # fmt: skip
         for i in range(args.runs):
             start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env=dict(env, MLX_RAG_TIMINGS="1"))  # fmt: skip
             wall = time.perf_counter() - start
             result = {} if done.returncode == 0 else {"error": done.stderr.strip()[-400:]}
-            record(f"cli music generate, run {i + 1}", wall, result)
+            record(f"cli music generate, run {i + 1}", wall, result | cli_phases(done.stderr, wall))
     if "transformers" in args.impl:
         for i in range(args.reference_runs):
             record(f"transformers {args.dtype}, run {i + 1}",
@@ -199,8 +250,29 @@ def run_all(args, mlx_version: str) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    cols = [("wall_s", "wall s"), ("import_s", "import s"), ("load_s", "load s"),
+LOAD_COLUMNS = [("load_s", "load s"), ("load_files_s", "files"), ("load_modules_s", "modules"),
+                ("load_codec_s", "codec"), ("load_text_encoder_s", "text encoder"),
+                ("load_decoder_s", "decoder")]  # fmt: skip
+GENERATION_COLUMNS = [
+    (f"{run}_{part}_s", f"{label} {what}")
+    for run, label in (("first", "1st"), ("second", "2nd"))
+    for part, what in (("text", "text"), ("step1", "step 1"), ("steps", "other steps"),
+                       ("decode", "EnCodec"))
+]  # fmt: skip
+CLI_COLUMNS = [("wall_s", "wall s"), ("cli_start_up_s", "start-up"), ("cli_plugins_s", "plugins"),
+               ("cli_checks_s", "checks"), ("cli_to_model_s", "to model loaded"),
+               ("cli_generate_s", "generate"), ("cli_decode_s", "EnCodec"),
+               ("cli_normalize_s", "normalize"), ("cli_write_audio_s", "write"),
+               ("cli_sidecar_s", "sidecar"), ("cli_exit_s", "exit")]  # fmt: skip
+
+
+def table(rows: list[dict], cols: list[tuple[str, str]] | None = None) -> str:
+    """A Markdown table of ``rows`` (those with at least one of ``cols``' figures)."""
+    if cols is not None:
+        rows = [r for r in rows if any(isinstance(r.get(k), float) for k, _ in cols[1:])]
+        if not rows:
+            return ""
+    cols = cols or [("wall_s", "wall s"), ("import_s", "import s"), ("load_s", "load s"),
             ("first_s", "1st gen s"), ("first_tokens_s", "1st tokens s"),
             ("first_decode_s", "1st EnCodec s"), ("second_s", "2nd gen s"),
             ("other_s", "other prompt+duration s"), ("to_first_audio_s", "to 1st audio s"),
@@ -244,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(", ".join(f"{k} {v}" for k, v in info.items()))
     print(table(rows))
+    for title, cols in (("Loading, phase by phase (s)", LOAD_COLUMNS),
+                        ("Generations, phase by phase (s)", GENERATION_COLUMNS),
+                        ("The CLI, phase by phase (s)", CLI_COLUMNS)):  # fmt: skip
+        detail = table(rows, cols)
+        if detail:
+            print(f"\n{title}\n{detail}")
     if args.json:
         Path(args.json).write_text(json.dumps({"versions": info, "rows": rows}, indent=1))
     return 0

@@ -349,3 +349,27 @@ def test_console_script_runs(mlx_rag_config):
     assert result.returncode == 0, result.stderr
     names = {p["name"]: p["status"] for p in json.loads(result.stdout)}
     assert names.get("musicgen") == "disabled" and "rag_core" in names
+
+
+def test_retrieval_commands_load_on_first_use_only():
+    """A command that is not retrieval (a track, the config) never imports the store."""
+    code = ("import sys; from click.testing import CliRunner; from rag_core.cli import cli; "
+            "r = CliRunner().invoke(cli, sys.argv[1:]); assert r.exit_code == 0, r.output; "
+            "print('rag_core.store' in sys.modules)")  # fmt: skip
+    for args, imported in ((["config", "show"], "False"), (["search", "--help"], "True"),
+                           (["--help"], "True")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.stdout.splitlines()[-1] == imported, (args, done.stdout, done.stderr)
+
+
+def test_the_lazy_retrieval_command_names_are_those_it_adds():
+    import click
+    from rag_core.cli import RETRIEVAL_COMMANDS
+    from rag_core.cli.retrieval import add_commands
+
+    group = click.Group()
+    add_commands(group)
+    assert sorted(group.commands) == sorted(RETRIEVAL_COMMANDS)
+    result = CliRunner().invoke(cli, ["--help"])
+    assert all(f"  {name} " in result.output for name in RETRIEVAL_COMMANDS), result.output

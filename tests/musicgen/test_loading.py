@@ -11,6 +11,7 @@ import musicgen
 import numpy as np
 import pytest
 import torch
+from mlx.utils import tree_flatten
 from musicgen import CheckpointError
 from rag_core.errors import ModelUnavailableError
 from safetensors.torch import load_file, save_file
@@ -58,6 +59,32 @@ def test_half_precision_compute_stays_finite_and_close(tiny_path, tiny_model, dt
     np.testing.assert_allclose(np.array(states.astype(mx.float32)), np.array(expected), atol=0.1)
     audio = model.generate(PROMPTS, duration=0.2, seed=0)
     assert audio.dtype == mx.float32 and np.isfinite(np.array(audio)).all()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_are_the_float32_ones_cast_once(tiny_path, tiny_model, dtype):
+    """Each weight is cast as it is read, joined ones (q/k/v) included: the result is exactly
+    the float32 model's weight cast to ``dtype``, and the heads stay float32, unrounded."""
+    model = musicgen.load(tiny_path, dtype=dtype)
+    for part in ("text_encoder", "decoder"):
+        expected = dict(tree_flatten(getattr(tiny_model, part).parameters()))
+        for name, value in tree_flatten(getattr(model, part).parameters()):
+            want = mx.float32 if name.startswith("lm_heads.") else getattr(mx, dtype)
+            assert value.dtype == want, (part, name, value.dtype)
+            assert mx.array_equal(value, expected[name].astype(want)).item(), (part, name)
+
+
+def test_weights_are_evaluated_a_layer_at_a_time(tiny_path, monkeypatch):
+    """One evaluation (a round trip to the device) per layer and a few more, not one per
+    submodule."""
+    calls = []
+    evaluate = mx.eval
+    monkeypatch.setattr(mx, "eval", lambda *args: calls.append(1) or evaluate(*args))
+    model = musicgen.load(tiny_path)
+    monkeypatch.undo()
+    layers = len(model.decoder.layers) + len(model.text_encoder.blocks)
+    codebooks = len(model.decoder.lm_heads) + len(model.decoder.embed_tokens)
+    assert len(calls) <= layers + codebooks + 10, len(calls)
 
 
 def _all_keys(path: Path) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -34,6 +35,18 @@ def test_generate_with_every_option(cli, tiny, out):
     assert f"Loading {tiny} ..." in result.stderr and "Generating 0.5 s" in result.stderr
     assert read_audio(out / "song.flac")[0].shape == (400, 1)
     assert files_in(out) == ["song.flac", "song.flac.json"]
+
+
+def test_timings_name_every_phase_of_a_track(cli, tiny, out, monkeypatch):
+    monkeypatch.setenv("MLX_RAG_TIMINGS", "1")
+    result = cli("music", "generate", "calm", "-m", tiny, "-d", "0.2", "-o", out / "a.wav")
+    assert result.exit_code == 0, result.output
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith("Timings: ") and line.endswith(" s since the process started")
+    names = re.findall(r"([\w. -]+?) [\d.]+ s(?:, |;)", line[len("Timings: "):])
+    assert names == ["start-up", "plugins", "checks", "load.files", "load.modules", "load.codec",
+                     "load.text_encoder", "load.decoder", "load", "generate", "decode",
+                     "normalize", "write audio", "sidecar"]  # fmt: skip
 
 
 def test_generate_prints_where_the_files_are(cli, tiny, out):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from rag_core import mark_phase
 
 from musicgen.errors import AudioError, InvalidArgumentError
 
@@ -51,6 +52,7 @@ def save_audio(
         raise InvalidArgumentError(f"sample_rate must be a positive integer, got {sample_rate!r}.")
     samples = _as_samples(audio)
     samples = _normalize(samples, mode, int(sample_rate))
+    mark_phase("normalize")
     import soundfile as sf
 
     container, subtype = FORMATS[suffix]
@@ -59,6 +61,7 @@ def save_audio(
         sf.write(str(path), samples, int(sample_rate), format=container, subtype=subtype)
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(f"could not write {path}: {exc}") from None
+    mark_phase("write audio")
     return path
 
 

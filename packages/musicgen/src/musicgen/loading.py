@@ -17,7 +17,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
-from rag_core import resolve_model_path
+from rag_core import mark_phase, resolve_model_path
 
 from musicgen.config import MusicGenConfig, dtype_from_name
 from musicgen.decoder import MusicGenDecoder
@@ -73,26 +73,30 @@ def load(
     weights, origin = read_weights(path)  # lazy: read from the files when evaluated
     groups = _split_components(weights, origin, path)
     del weights  # each tensor is then held by its module alone (see _evaluate_in_parts)
+    mark_phase("load.files")
 
+    text_encoder, decoder = T5Encoder(config.text_encoder), _decoder(config)
+    text_encoder.set_dtype(dtype)
+    decoder.set_dtype(dtype)
     text_encoder = _load_module(
-        T5Encoder(config.text_encoder),
-        groups.pop("text_encoder"),
+        text_encoder,
+        _cast_as_read(text_encoder, groups.pop("text_encoder"), T5Encoder.sanitize),
         T5Encoder.sanitize,
         "text_encoder",
         origin,
         path,
     )
     decoder = _load_module(
-        _decoder(config),
-        groups.pop("decoder"),
+        decoder,
+        _cast_as_read(decoder, groups.pop("decoder"), MusicGenDecoder.sanitize),
         MusicGenDecoder.sanitize,
         "decoder",
         origin,
         path,
     )
+    mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
-    text_encoder.set_dtype(dtype)
-    decoder.set_dtype(dtype)
+    mark_phase("load.codec")
     chroma = None
     if config.is_melody:
         from musicgen.chroma import ChromaExtractor
@@ -101,22 +105,54 @@ def load(
     model = MusicGen(config, tokenizer, text_encoder, decoder, codec, chroma)
     quantize_model(model, quantize)
     _evaluate_in_parts(text_encoder)
+    mark_phase("load.text_encoder")
     _evaluate_in_parts(decoder)
+    mark_phase("load.decoder")
     return model
 
 
+def _cast_as_read(module: nn.Module, weights: Weights, sanitize) -> Weights:
+    """``weights``, each cast (lazily) to the dtype of the parameter of ``module`` it becomes.
+
+    Casting before ``sanitize`` means that a tensor it joins from several (the decoder's
+    q/k/v projections) is joined in the compute dtype: a float32 checkpoint loaded as float16
+    is then read once and written once in float16, never joined in float32 and cast again.
+    A tensor that ``sanitize`` passes on unchanged gets its parameter's dtype (the decoder's
+    heads stay float32); a joined one the dtype of the module's other parameters.
+    """
+    expected = dict(tree_flatten(module.parameters()))
+    key_of = {id(value): key for key, value in weights.items()}
+    targets = {}
+    for name, value in sanitize(dict(weights)).items():
+        key = key_of.get(id(value))
+        if key is not None and name in expected:
+            targets[key] = expected[name].dtype
+    dtypes = [v.dtype for v in expected.values()]
+    common = max(set(dtypes), key=dtypes.count) if dtypes else None
+    return {
+        key: value.astype(targets.get(key, common))
+        if common is not None and mx.issubdtype(value.dtype, mx.floating)
+        else value
+        for key, value in weights.items()
+    }
+
+
 def _evaluate_in_parts(module: nn.Module) -> None:
-    """Evaluate ``module``'s parameters one submodule at a time.
+    """Evaluate ``module``'s parameters a layer at a time.
 
     Each parameter is still lazy here: read from the checkpoint, cast to the compute dtype and,
     with ``quantize``, quantized. Evaluated together, every full-precision tensor would be read
     before the first is released (float32 musicgen-small: 2.4 GB, for 0.5 GB kept in 4 bits);
-    one submodule at a time, at most one layer's worth is alive at once.
+    one layer at a time (each item of a list of modules, such as the decoder's layers), at
+    most one layer's worth is alive at once, in a few dozen evaluations rather than one per
+    submodule (each is a round trip to the device).
     """
-    for _, child in module.named_modules():
-        own = [v for v in child.values() if isinstance(v, mx.array)]
-        if own:
-            mx.eval(own)
+    own = [v for v in module.values() if isinstance(v, mx.array)]
+    parts: list = [own] if own else []
+    for child in module.children().values():
+        parts.extend(child if isinstance(child, (list, tuple)) else [child])
+    for part in parts:
+        mx.eval(part.parameters() if isinstance(part, nn.Module) else part)
     mx.eval(module.parameters())
 
 

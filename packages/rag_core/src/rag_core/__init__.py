@@ -11,8 +11,9 @@ This top level is the whole API a plugin needs: the hooks and what they register
 pipelines and jobs, the config and the data dir (``home_dir``), the hub (``resolve_model_path``,
 ``looks_like_repo_id``), retrieval and the LLM (``retrieve``, ``ingest_paths``, ``get_llm``),
 the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``echo_json``,
-``echo_table``, ``exit_code``, ``interrupted_by``), the server's (``read_json``, ``Fields``,
-``HTTPError``, ``job_accepted``) and the errors. Helpers that would slow ``import rag_core``
+``echo_table``, ``exit_code``, ``interrupted_by``), the phases MLX_RAG_TIMINGS prints
+(``mark_phase``), the server's (``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``)
+and the errors. Helpers that would slow ``import rag_core``
 (the CLI, the store, the web stack) load on first use.
 """
 
@@ -50,6 +51,7 @@ from rag_core.plugins import (
 )
 from rag_core.registry import ModelPattern, ModelRegistry, ModelSpec
 from rag_core.server import Endpoint, Fields, HTTPError, PageModule, read_json
+from rag_core.timings import mark_phase
 from rag_core.tools import Tool
 
 try:
@@ -138,6 +140,7 @@ __all__ = [
     "job_accepted",
     "load_config",
     "looks_like_repo_id",
+    "mark_phase",
     "model_lane",
     "note",
     "progress_bar",

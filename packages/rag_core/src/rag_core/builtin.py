@@ -14,7 +14,6 @@ from rag_core.errors import PipelineError
 from rag_core.hookspecs import hookimpl
 from rag_core.hub import looks_like_repo_id
 from rag_core.registry import ModelPattern, ModelSpec
-from rag_core.retrieval import get_llm, retrieve
 from rag_core.tools import Tool
 
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -64,6 +63,8 @@ def register_models(register):
 
 def retrieve_tool(state, k: int = 4, mode: str = "auto", store: str | None = None) -> dict:
     """Find the `k` passages that best match the question; fills `state.retrieved`."""
+    from rag_core.retrieval import retrieve  # the store: imported when a pipeline retrieves
+
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     response = retrieve(state.question, k=k, mode=mode, store=store, config=state.config)
@@ -89,6 +90,7 @@ def answer_tool(
             'e.g. steps = [{tool = "retrieve"}, {tool = "answer"}].'
         )
     from rag_core.plugins import model_lane
+    from rag_core.retrieval import get_llm
 
     sampling = Sampling(max_tokens, temp, top_p, top_k, min_p, seed)
     model = model or (state.config or get_config()).get("llm.model")

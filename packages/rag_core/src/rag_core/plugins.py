@@ -27,6 +27,7 @@ from rag_core.errors import DuplicateRegistrationError, PluginError
 from rag_core.jobs import JobQueue
 from rag_core.registry import ModelPattern, ModelRegistry
 from rag_core.server.routes import RouteTable
+from rag_core.timings import mark_phase
 from rag_core.tools import Tool, ToolRegistry
 
 ENTRY_POINT_GROUP = "mlx_rag"
@@ -136,6 +137,7 @@ class PluginHost:
                 self.warn(f"Warning: MLX_RAG_LOAD_PLUGINS names '{name}', which is not "
                           f"installed (installed: {', '.join(sorted(known)) or 'none'}).")
         self.check_config()
+        mark_phase("plugins")
         return self
 
     def check_config(self) -> None:

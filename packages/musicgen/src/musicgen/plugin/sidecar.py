@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rag_core import mark_phase
+
 from musicgen.audio import DEFAULT_NORMALIZE
 from musicgen.options import GenerationOptions, option_fields
 from musicgen.plugin.models import MusicModel
@@ -131,6 +133,7 @@ def write_track(
     write_json(sidecar_path(path), data)
     if legacy is not None and legacy == legacy_sidecar_path(path):  # it described the old audio
         legacy.unlink(missing_ok=True)
+    mark_phase("sidecar")
     return data
 
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rag_core import mark_phase
+
 from musicgen.errors import InvalidArgumentError
 from musicgen.options import GenerationOptions
 from musicgen.plugin.models import load_music_model
@@ -70,11 +72,13 @@ def make_track(
 
         loudness.preload()  # imported while the model loads and generates
     with reserve_output(path, track.overwrite) as tmp:
+        mark_phase("checks")
         loaded = load_music_model(track.model, track.quantize, track.dtype, on_status=status)
         music = loaded.model
         if loaded.untrained:
             status(f"Note: '{track.model}' is an {NOTICE}")
         prompt = with_cut_note(prompt, music.tokenizer, status)
+        mark_phase("load")
         ready = time.perf_counter()
         status(f"Generating {options.duration:g} s with {track.model} (seed {options.seed}) ...")
         if track.stream:
@@ -84,6 +88,7 @@ def make_track(
             chunks = music.stream(prompt.text, options, prompt_audio=track.continue_from,
                                   melody=track.melody, progress=on_step)  # fmt: skip
             write_stream(tmp, chunks, music.sample_rate, format=path.suffix)
+            mark_phase("generate")
             generated = decoded = time.perf_counter()
             import soundfile
 
@@ -95,8 +100,10 @@ def make_track(
                 prompt_codes = music.encode_audio(track.continue_from)
             codes = music.generate_tokens(prompt.text, options, melody=track.melody,
                                           prompt_codes=prompt_codes, progress=on_step)
+            mark_phase("generate")
             generated = time.perf_counter()
             audio = music.decode(codes)[0]
+            mark_phase("decode")
             decoded = time.perf_counter()
             channels, samples = audio.shape
             clipping = clipping_note(audio, normalize, path.suffix)
