@@ -429,7 +429,7 @@ def measure_fast_musicgen(name: str, args) -> Row:
     ids, _ = (load_tokenizer(checkpoint) if checkpoint else word_tokenizer())(prompts_for(1))
     with torch.device(device):  # fast-musicgen makes tensors on the default device
         generate, codec = build_fast_musicgen(name, device, prompt_length=len(ids[0]))
-        ids = torch.from_numpy(np.array(ids)).long()
+        ids = torch.tensor(np.array(ids), dtype=torch.long, device=device)  # not the CPU's
         values = config_dict(name)["decoder"]
         delays = codebook_delays(values["num_codebooks"], values.get("audio_channels", 1))
 
