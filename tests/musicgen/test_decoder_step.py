@@ -6,6 +6,9 @@ kernel where MLX's CUDA backend runs (the GPU machine; CI skips them).
 
 from __future__ import annotations
 
+import threading
+import time
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -129,3 +132,34 @@ def test_one_kernel_greedy_decoding_gives_the_plain_tokens(batch, monkeypatch):
     fused = decode(decoder, batch=batch, frames=40)
     assert decoder.step_layers is not None
     np.testing.assert_array_equal(fused, decode(decoder, batch=batch, frames=40, compile=False))
+
+
+def test_one_generation_at_a_time_may_run_the_one_kernel_step():
+    """Each thread has its own stream: a second generation waits for the first one's end and
+    for its last queued step, so two grids never hold the GPU's multiprocessors at once."""
+    order, inside, release = [], threading.Event(), threading.Event()
+
+    def first():
+        with kernels.exclusive_steps() as issued:
+            issued.last = mx.arange(3) + 1  # queued work the next generation must wait for
+            inside.set()
+            release.wait(10)
+            order.append("first ends")
+
+    def second():
+        inside.wait(10)
+        with kernels.exclusive_steps():
+            order.append("second starts")
+            with kernels.exclusive_steps():  # the same thread again: no deadlock
+                order.append("nested")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(10)
+    time.sleep(0.2)
+    assert order == []  # the second waits
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first ends", "second starts", "nested"]

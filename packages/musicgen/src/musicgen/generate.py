@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -143,22 +144,25 @@ def generate_step(
         tokens, key = choose(logits, key, known[:, :, position])
         return tokens
 
-    history = [known[:, :, p] for p in range(start + 1)]  # the delayed sequence, by position
-    tokens = next_tokens(known[:, :, : start + 1], start + 1)
-    mx.async_eval(tokens)
-    for step in range(total):
-        position = start + 1 + step
-        if step + 1 < total:
-            upcoming = next_tokens(tokens[:, :, None], position + 1)
-            mx.async_eval(upcoming)
-        history.append(tokens)
-        frame = position - 1 - max(delays)
-        done = None
-        if frame >= start:
-            done = mx.stack([history[frame + d + 1][:, k] for k, d in enumerate(delays)], axis=1)
-        yield GenerationStep(step, total, tokens, done)
-        if step + 1 < total:
-            tokens = upcoming
+    # The one-kernel step runs one generation at a time per process (kernels.exclusive_steps).
+    one_kernel = static and getattr(decoder, "step_layers", None) is not None
+    with kernels.exclusive_steps() if one_kernel else nullcontext(kernels.Issued()) as issued:
+        history = [known[:, :, p] for p in range(start + 1)]  # the delayed sequence, by position
+        tokens = issued.last = next_tokens(known[:, :, : start + 1], start + 1)
+        mx.async_eval(tokens)
+        for step in range(total):
+            position = start + 1 + step
+            if step + 1 < total:
+                upcoming = issued.last = next_tokens(tokens[:, :, None], position + 1)
+                mx.async_eval(upcoming)
+            history.append(tokens)
+            frame = position - 1 - max(delays)
+            done = None
+            if frame >= start:
+                done = mx.stack([history[frame + d + 1][:, k] for k, d in enumerate(delays)], 1)
+            yield GenerationStep(step, total, tokens, done)
+            if step + 1 < total:
+                tokens = upcoming
 
 
 def fused_choice(sampler, vocab: int, guidance_scale: float | None):

@@ -50,8 +50,10 @@ from musicgen.kernels.linear import (
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
 from musicgen.kernels.step import (
     BARRIER_WORDS,
+    Issued,
     StackedLayers,
     decoder_step,
+    exclusive_steps,
     stack_layers,
     step_available,
     step_fits,
@@ -97,6 +99,7 @@ __all__ = [
     "CACHE_ENV",
     "MAX_ROWS",
     "POSITION_SLOTS",
+    "Issued",
     "StackedLayers",
     "activation_fits",
     "attention",
@@ -105,6 +108,7 @@ __all__ = [
     "build",
     "cached_attention",
     "decoder_step",
+    "exclusive_steps",
     "fused_linear",
     "heads",
     "heads_fit",

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -396,6 +399,39 @@ STEP = """
     }
   }
 """
+
+
+class Issued:
+    """What a generation last queued (``last``): the next one waits for it to have run."""
+
+    last: mx.array | None = None
+
+
+_STEP_LOCK = threading.RLock()
+_previous = Issued()
+
+
+@contextmanager
+def exclusive_steps() -> Iterator[Issued]:
+    """Hold while a generation may run the one-kernel step: one such generation at a time.
+
+    MLX gives each thread its own stream. Two generations in two threads could then run their
+    step kernels at once, each holding part of the multiprocessors while its grid barrier
+    waits for blocks the other keeps out: a deadlock. Here a second thread waits for the
+    first generation's end, then for its last queued step (``Issued.last``, which the
+    generation keeps current) to have run on the GPU, before it queues its own.
+    """
+    global _previous
+    with _STEP_LOCK:
+        if _previous.last is not None:
+            mx.eval(_previous.last)
+        issued = Issued()
+        try:
+            yield issued
+        finally:
+            if issued.last is not None:  # queued on this thread's stream, for others to await
+                mx.async_eval(issued.last)
+            _previous = issued
 
 
 def step_available() -> bool:
