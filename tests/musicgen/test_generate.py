@@ -120,9 +120,11 @@ def test_the_first_decode_of_a_shape_is_prepared_while_the_gpu_generates(tiny_mo
     monkeypatch.setattr(tiny_model, "decode", lambda codes: decoded.append(codes) or decode(codes))
     frames = round(tiny_model.frame_rate)  # 1 s of codes
     window = musicgen.model.DECODE_WINDOW
+    monkeypatch.setattr(musicgen.model, "on_gpu", lambda: False)
     tiny_model.generate_tokens("a", duration=1.0, seed=0)
     assert decoded == []  # the CPU: nothing to prepare
     monkeypatch.setattr(musicgen.model, "on_gpu", lambda: True)
+    monkeypatch.setattr(tiny_model, "_decode_shapes", set())
     codes = tiny_model.generate_tokens("a", duration=1.0, seed=0)
     (zeros,) = decoded
     shape = min(frames, 2 * window + frames % window) if frames > window else frames
