@@ -19,50 +19,54 @@ from musicgen.kernels.compiler import DTYPES, THREADS, build
 # host reads quickly and a kernel slowly.
 POSITION_SLOTS = 16
 
-# One block per (row b, query i, head h); 8 warps share the keys, each with an online softmax
-# (lane j scores key base + j, then the warp accumulates the values with its lanes across the
-# head dimension, one vector load per lane and key); the warps' partial results are merged at
-# the end.
-# SELF: queries, new keys and values come from the fused projection qkv (B, L, 3, H, D); keys
-# before `position` come from the cache, and block (b, i, h) writes key/value `position + i`.
-_ATTENTION = """
+# Device code shared with the one-kernel step (musicgen.kernels.step): loads of what an earlier
+# kernel or phase of the same kernel wrote (from L2, never a multiprocessor's stale L1), and the
+# attention of one query over `count` keys and values. The block's warps share the keys, each
+# with an online softmax (lane j scores key base + j, then the warp accumulates the values with
+# its lanes across the head dimension, one vector load per lane and key); the warps' partial
+# results are merged at the end. key_at(t) / value_at(t) point at key and value t (HD values).
+ATTEND = """
+__device__ inline uint4 load16_cg(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+template <typename U> __device__ inline Pack<U> load_pack_cg(const U* p) {
+  union { uint4 u; Pack<U> pack; } c;
+  c.u = load16_cg(p);
+  return c.pack;
+}
+__device__ inline float load_cg(const float* p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+  return v;
+}
+template <typename U> __device__ inline float load_cg(const U* p) {  // f16, bf16
+  U h;
+  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h.bits) : "l"(p));
+  return to_float(h);
+}
+
+// Keys or values stored one after the other: row t at base + t * HD.
+struct Contiguous {
+  const T* base;
+  __device__ const T* operator()(int t) const { return base + (size_t)t * HD; }
+};
+
+// out[0 .. HD) = softmax(SCALE q . k_t + bias_t) . v over t < count; `bias` may be null.
+template <typename KeyAt, typename ValueAt>
+__device__ inline void attend(const T* query, KeyAt key_at, ValueAt value_at, int count,
+                              const T* bias, T* out) {
   constexpr int WARPS = THREADS / 32;
-  constexpr int PER_LANE = D / 32;
+  constexpr int PER_LANE = HD / 32;
   constexpr int VEC = 16 / sizeof(T);
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  const int H = NUM_HEADS, S = CACHE_LENGTH, L = LENGTH;
-  const int h = blockIdx.x % H;
-  const int i = (blockIdx.x / H) % L;
-  const int b = blockIdx.x / (H * L);
-#if SELF
-  const int pos = position[0];
-  const int count = pos + i + 1;
-  const T* query = q + ((size_t)(b * L + i) * 3 * H + h) * D;
-  const size_t new_stride = (size_t)3 * H * D;  // between positions of the new keys
-  const T* new_keys = q + ((size_t)(b * L) * 3 * H + H + h) * D;
-  const T* new_values = new_keys + (size_t)H * D;
-#else
-  const int count = S;
-  const T* query = q + ((size_t)(b * L + i) * H + h) * D;
-#endif
-  // LAYER: this layer's buffers in a (layers, B, H, S, D) cache (gridDim.x / (H * L) = B).
-  const size_t head = (((size_t)LAYER * (gridDim.x / (H * L)) + b) * H + h) * S * D;
-  const T* past_keys = keys + head;
-  const T* past_values = values + head;
-#if SELF
-  if (blockIdx.x == 0 && threadIdx.x == 0) next_position[0] = pos + L;
-  if (threadIdx.x < D) {  // the new key and value, written in place (see musicgen.kernels)
-    const size_t at = (size_t)(pos + i) * D + threadIdx.x;
-    const size_t from = (size_t)i * new_stride + threadIdx.x;
-    const_cast<T*>(past_keys)[at] = new_keys[from];
-    const_cast<T*>(past_values)[at] = new_values[from];
-  }
-#endif
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // The scaled query in shared memory (read by every lane at once), not in each thread's
   // registers: fewer registers, more blocks in flight when the batch is large.
-  __shared__ float qs[D];
-  for (int d = threadIdx.x; d < D; d += THREADS) qs[d] = to_float(query[d]) * SCALE;
+  __shared__ float qs[HD];
+  __shared__ float part_m[WARPS], part_l[WARPS], part_acc[WARPS][HD];
+  for (int d = threadIdx.x; d < HD; d += THREADS) qs[d] = load_cg(query + d) * SCALE;
   __syncthreads();
   struct alignas(PER_LANE * sizeof(T)) LaneValues { T v[PER_LANE]; };
   float m = -INFINITY, l = 0.0f, acc[PER_LANE];
@@ -72,21 +76,15 @@ _ATTENTION = """
     const int t = base + lane;
     float s = -INFINITY;
     if (t < count) {
-#if SELF
-      const T* key = t < pos ? past_keys + (size_t)t * D : new_keys + (t - pos) * new_stride;
-#else
-      const T* key = past_keys + (size_t)t * D;
-#endif
+      const T* key = key_at(t);
       float dot = 0.0f;
 #pragma unroll
-      for (int c = 0; c < D / VEC; ++c) {
+      for (int c = 0; c < HD / VEC; ++c) {
         const Pack<T> p = load_pack(key + c * VEC);
 #pragma unroll
         for (int e = 0; e < VEC; ++e) dot += qs[c * VEC + e] * to_float(p.v[e]);
       }
-#if HAS_BIAS
-      dot += to_float(bias[(size_t)b * S + t]);
-#endif
+      if (bias != nullptr) dot += to_float(bias[t]);
       s = dot;
     }
     const float m_new = fmaxf(m, warp_max(s));
@@ -99,20 +97,13 @@ _ATTENTION = """
 #pragma unroll 8  // several value loads in flight, not one per iteration
     for (int j = 0; j < n; ++j) {
       const float pj = __shfl_sync(0xffffffffu, p, j);
-      const int tj = base + j;
-#if SELF
-      const T* value = tj < pos ? past_values + (size_t)tj * D
-                                : new_values + (tj - pos) * new_stride;
-#else
-      const T* value = past_values + (size_t)tj * D;
-#endif
-      const LaneValues vv = *reinterpret_cast<const LaneValues*>(value + lane * PER_LANE);
+      const T* value = value_at(base + j) + lane * PER_LANE;
+      const LaneValues vv = *reinterpret_cast<const LaneValues*>(value);
 #pragma unroll
       for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
     }
     m = m_new;
   }
-  __shared__ float part_m[WARPS], part_l[WARPS], part_acc[WARPS][D];
   if (lane == 0) {
     part_m[warp] = m;
     part_l[warp] = l;
@@ -120,7 +111,7 @@ _ATTENTION = """
 #pragma unroll
   for (int e = 0; e < PER_LANE; ++e) part_acc[warp][lane * PER_LANE + e] = acc[e];
   __syncthreads();
-  if (threadIdx.x < D) {
+  if (threadIdx.x < HD) {
     float top = -INFINITY;
 #pragma unroll
     for (int w = 0; w < WARPS; ++w) top = fmaxf(top, part_m[w]);
@@ -131,8 +122,56 @@ _ATTENTION = """
       num += part_acc[w][threadIdx.x] * f;
       den += part_l[w] * f;
     }
-    out[((size_t)(b * L + i) * H + h) * D + threadIdx.x] = from_float<T>(num / den);
+    out[threadIdx.x] = from_float<T>(num / den);
   }
+  __syncthreads();  // the shared arrays are reused by the block's next item
+}
+"""
+
+# One block per (row b, query i, head h).
+# SELF: queries, new keys and values come from the fused projection qkv (B, L, 3, H, HD); keys
+# before `position` come from the cache, and block (b, i, h) writes key/value `position + i`.
+_ATTENTION = """
+  const int H = NUM_HEADS, S = CACHE_LENGTH, L = LENGTH;
+  const int h = blockIdx.x % H;
+  const int i = (blockIdx.x / H) % L;
+  const int b = blockIdx.x / (H * L);
+  // LAYER: this layer's buffers in a (layers, B, H, S, HD) cache (gridDim.x / (H * L) = B).
+  const size_t head = (((size_t)LAYER * (gridDim.x / (H * L)) + b) * H + h) * S * HD;
+  const T* past_keys = keys + head;
+  const T* past_values = values + head;
+#if SELF
+  const int pos = position[0];
+  const T* query = q + ((size_t)(b * L + i) * 3 * H + h) * HD;
+  const size_t new_stride = (size_t)3 * H * HD;  // between positions of the new keys
+  const T* new_keys = q + ((size_t)(b * L) * 3 * H + H + h) * HD;
+  const T* new_values = new_keys + (size_t)H * HD;
+  if (blockIdx.x == 0 && threadIdx.x == 0) next_position[0] = pos + L;
+  if (threadIdx.x < HD) {  // the new key and value, written in place (see musicgen.kernels)
+    const size_t at = (size_t)(pos + i) * HD + threadIdx.x;
+    const size_t from = (size_t)i * new_stride + threadIdx.x;
+    const_cast<T*>(past_keys)[at] = new_keys[from];
+    const_cast<T*>(past_values)[at] = new_values[from];
+  }
+  // Keys before `pos` from the cache, the others from the projection (other blocks write them).
+  auto key_at = [=](int t) {
+    return t < pos ? past_keys + (size_t)t * HD : new_keys + (t - pos) * new_stride;
+  };
+  auto value_at = [=](int t) {
+    return t < pos ? past_values + (size_t)t * HD : new_values + (t - pos) * new_stride;
+  };
+  const int count = pos + i + 1;
+#else
+  const T* query = q + ((size_t)(b * L + i) * H + h) * HD;
+  const Contiguous key_at{past_keys}, value_at{past_values};
+  const int count = S;
+#endif
+#if HAS_BIAS
+  const T* row_bias = bias + (size_t)b * S;
+#else
+  const T* row_bias = nullptr;
+#endif
+  attend(query, key_at, value_at, count, row_bias, out + ((size_t)(b * L + i) * H + h) * HD);
 """
 
 
@@ -201,11 +240,12 @@ def _attention(
         tuple((name, a.dtype) for name, a in zip(names, inputs, strict=True)),
         outputs,
         (("int", "NUM_HEADS"), ("int", "CACHE_LENGTH"), ("int", "LENGTH"), ("int", "LAYER")),
+        header=ATTEND,
         SELF=int(self_attention),
         HAS_BIAS=int(has_bias),
         SCALE=float(scale),
         T=queries.dtype,
-        D=head_dim,
+        HD=head_dim,
         THREADS=THREADS,
     )
     return kernel(

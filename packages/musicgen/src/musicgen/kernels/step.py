@@ -32,7 +32,7 @@ from functools import cache
 import mlx.core as mx
 import mlx.nn as nn
 
-from musicgen.kernels.attention import POSITION_SLOTS
+from musicgen.kernels.attention import ATTEND, POSITION_SLOTS
 from musicgen.kernels.compiler import DTYPES, build
 from musicgen.kernels.linear import ACTIVATIONS, HELPERS
 
@@ -58,35 +58,13 @@ NORMS = ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm")
 
 DEVICE = (
     HELPERS
+    + ATTEND
     + """
 __device__ inline unsigned long long now_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-// Loads of what this launch wrote: from L2, never from the multiprocessor's L1.
-__device__ inline uint4 load16_cg(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-template <typename U> __device__ inline Pack<U> load_pack_cg(const U* p) {
-  union { uint4 u; Pack<U> pack; } c;
-  c.u = load16_cg(p);
-  return c.pack;
-}
-__device__ inline float load_cg(const float* p) {
-  float v;
-  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-  return v;
-}
-template <typename U> __device__ inline float load_cg(const U* p) {  // f16, bf16
-  U h;
-  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h.bits) : "l"(p));
-  return to_float(h);
-}
-
 // Every block of the grid waits here until all have arrived (all are resident: one per
 // multiprocessor). bar[0] counts arrivals, bar[32] the barriers passed; both persist between
 // launches, and the last block to arrive resets the count.
@@ -224,77 +202,6 @@ __device__ inline void gemv(const T* xs, const T* w, T* y) {
   }
 }
 
-// Attention of row r's query, head h, over `count` keys/values (count x HD, contiguous) ->
-// out[h * HD .. ]: 16 warps, each an online softmax over its share of the keys, merged at the
-// end. The query comes from this launch's projection (L2); `bias` (count,) is additive.
-__device__ inline void attend(const T* query, const T* keys, const T* values, int count,
-                              const T* bias, T* out) {
-  constexpr int WARPS = THREADS / 32;
-  constexpr int PER_LANE = HD / 32;
-  constexpr int VEC = 16 / sizeof(T);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __shared__ float qs[HD];
-  __shared__ float part_m[WARPS], part_l[WARPS], part_acc[WARPS][HD];
-  for (int d = threadIdx.x; d < HD; d += THREADS) qs[d] = load_cg(query + d) * SCALE;
-  __syncthreads();
-  struct alignas(PER_LANE * sizeof(T)) LaneValues { T v[PER_LANE]; };
-  float m = -INFINITY, l = 0.0f, acc[PER_LANE];
-#pragma unroll
-  for (int e = 0; e < PER_LANE; ++e) acc[e] = 0.0f;
-  for (int base = warp * 32; base < count; base += THREADS) {
-    const int t = base + lane;
-    float s = -INFINITY;
-    if (t < count) {
-      const T* key = keys + (size_t)t * HD;
-      float dot = 0.0f;
-#pragma unroll
-      for (int c = 0; c < HD / VEC; ++c) {
-        const Pack<T> p = load_pack(key + c * VEC);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) dot += qs[c * VEC + e] * to_float(p.v[e]);
-      }
-      if (bias != nullptr) dot += to_float(bias[t]);
-      s = dot;
-    }
-    const float m_new = fmaxf(m, warp_max(s));
-    const float correction = __expf(m - m_new);
-    const float p = t < count ? __expf(s - m_new) : 0.0f;
-    l = l * correction + warp_sum(p);
-#pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) acc[e] *= correction;
-    const int n = min(32, count - base);
-#pragma unroll 8
-    for (int j = 0; j < n; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, p, j);
-      const LaneValues vv =
-          *reinterpret_cast<const LaneValues*>(values + (size_t)(base + j) * HD + lane * PER_LANE);
-#pragma unroll
-      for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
-    }
-    m = m_new;
-  }
-  if (lane == 0) {
-    part_m[warp] = m;
-    part_l[warp] = l;
-  }
-#pragma unroll
-  for (int e = 0; e < PER_LANE; ++e) part_acc[warp][lane * PER_LANE + e] = acc[e];
-  __syncthreads();
-  if (threadIdx.x < HD) {
-    float top = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) top = fmaxf(top, part_m[w]);
-    float num = 0.0f, den = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) {
-      const float f = part_m[w] == -INFINITY ? 0.0f : __expf(part_m[w] - top);
-      num += part_acc[w][threadIdx.x] * f;
-      den += part_l[w] * f;
-    }
-    out[threadIdx.x] = from_float<T>(num / den);
-  }
-  __syncthreads();  // the shared arrays are reused by the block's next item
-}
 """
 )
 
@@ -346,7 +253,8 @@ STEP = """
         v_cache[at] = from_float<T>(load_cg(fresh + 2 * D + threadIdx.x));
       }
       __syncthreads();
-      attend(fresh, k_cache, v_cache, pos + 1, nullptr, att + (size_t)r * D + h * HD);
+      attend(fresh, Contiguous{k_cache}, Contiguous{v_cache}, pos + 1, nullptr,
+             att + (size_t)r * D + h * HD);
     }
     {
       const T* w = out_w + (size_t)layer * D * D;
@@ -372,8 +280,8 @@ STEP = """
 #else
       const T* row_bias = nullptr;
 #endif
-      attend(qkv + (size_t)r * D + h * HD, cross_k + head, cross_v + head, ST, row_bias,
-             att + (size_t)r * D + h * HD);
+      attend(qkv + (size_t)r * D + h * HD, Contiguous{cross_k + head}, Contiguous{cross_v + head},
+             ST, row_bias, att + (size_t)r * D + h * HD);
     }
     {
       const T* w = cross_out_w + (size_t)layer * D * D;
