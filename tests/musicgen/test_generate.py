@@ -109,25 +109,3 @@ def test_the_generator_yields_every_step_and_can_stop_early(tiny_model):
     assert first[3].frame is not None
     assert np.array_equal(np.array(first[3].frame), np.array(generated)[:, :, 0])
 
-
-def test_the_first_decode_of_a_shape_is_prepared_while_the_gpu_generates(tiny_model, monkeypatch):
-    """On a GPU, generate_tokens queues a decode of zeros with decode's window shapes (first,
-    middle, last) before it waits for the steps: once per shape, never on the CPU."""
-    import musicgen.model
-
-    decoded = []
-    decode = tiny_model.decode
-    monkeypatch.setattr(tiny_model, "decode", lambda codes: decoded.append(codes) or decode(codes))
-    frames = round(tiny_model.frame_rate)  # 1 s of codes
-    window = musicgen.model.DECODE_WINDOW
-    monkeypatch.setattr(musicgen.model, "on_gpu", lambda: False)
-    tiny_model.generate_tokens("a", duration=1.0, seed=0)
-    assert decoded == []  # the CPU: nothing to prepare
-    monkeypatch.setattr(musicgen.model, "on_gpu", lambda: True)
-    monkeypatch.setattr(tiny_model, "_decode_shapes", set())
-    codes = tiny_model.generate_tokens("a", duration=1.0, seed=0)
-    (zeros,) = decoded
-    shape = min(frames, 2 * window + frames % window) if frames > window else frames
-    assert zeros.shape == (1, codes.shape[1], shape) and not zeros.any()
-    tiny_model.generate_tokens("b", duration=1.0, seed=1)
-    assert len(decoded) == 1  # prepared once per shape

@@ -51,20 +51,16 @@ def codes_from_steps(
     prompt_codes: mx.array | None = None,
     *,
     progress: Progress | None = None,
-    queued: Callable[[tuple[int, ...]], None] | None = None,
 ) -> mx.array:
     """Run ``steps`` to the end; return their frames stacked (B, K, T) int32, evaluated.
 
     ``prompt_codes`` (1 or B, K, P), the codes the steps continue (already checked), come
-    first. ``progress(done, total)`` is called after every step, and ``queued(shape)`` with the
-    codes' shape once every step is queued, before waiting for them.
+    first. ``progress(done, total)`` is called after every step.
     """
     frames = [step.frame for step in report_steps(steps, progress) if step.frame is not None]
     codes = mx.stack(frames, axis=-1)
     if prompt_codes is not None:
         prompt = mx.broadcast_to(prompt_codes, (codes.shape[0], *prompt_codes.shape[1:]))
         codes = mx.concatenate([prompt.astype(codes.dtype), codes], axis=-1)
-    if queued is not None:
-        queued(tuple(codes.shape))
     mx.eval(codes)
     return codes

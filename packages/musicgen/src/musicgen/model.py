@@ -45,11 +45,6 @@ from musicgen.tokenizer import PromptTokenizer
 DECODE_WINDOW = 50
 
 
-def on_gpu() -> bool:
-    """Whether MLX computes on a GPU (CUDA or Metal) by default."""
-    return mx.default_device() == mx.gpu
-
-
 class MusicGen:
     """A loaded MusicGen model; build it with ``musicgen.load``."""
 
@@ -71,7 +66,6 @@ class MusicGen:
         # Seconds generated in one window (what the model was trained on); longer pieces are
         # generated in windows (musicgen.longform).
         self.max_duration = TRAINED_DURATION
-        self._decode_shapes: set[tuple[int, ...]] = set()  # what _prepare_decode queued
 
     @property
     def sample_rate(self) -> int:
@@ -154,27 +148,7 @@ class MusicGen:
         steps, prompt = self._steps(
             prompts, options, melody, melody_sample_rate, prompt_codes, overrides
         )
-        return codes_from_steps(steps, prompt, progress=progress, queued=self._prepare_decode)
-
-    def _prepare_decode(self, shape: tuple[int, ...]) -> None:
-        """On a GPU, queue once per shape a decode of zero codes that meets the shapes
-        ``decode`` will meet for codes of ``shape`` (its first, a middle and its last window).
-
-        Called when the generation's steps are queued, before waiting for them: the codec's
-        one-time set-up for those shapes (its convolutions' plans, a few tenths of a second on
-        CUDA, on the host) then overlaps the generation running on the GPU instead of
-        following it.
-        """
-        if not on_gpu():
-            return
-        batch, codebooks, frames = shape
-        window = min(round(self.max_duration * self.frame_rate), DECODE_WINDOW)
-        if frames > window:
-            frames = min(frames, 2 * window + frames % window)
-        if (batch, codebooks, frames) in self._decode_shapes:
-            return
-        self._decode_shapes.add((batch, codebooks, frames))
-        mx.async_eval(self.decode(mx.zeros((batch, codebooks, frames), mx.int32)))
+        return codes_from_steps(steps, prompt, progress=progress)
 
     def decode(self, codes: mx.array) -> mx.array:
         """Codes (B, K, T) -> float32 audio (B, channels, T x hop) at ``sample_rate``.
