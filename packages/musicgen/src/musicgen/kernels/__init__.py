@@ -48,17 +48,15 @@ from musicgen.kernels.linear import (
     linear_fits,
 )
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
+from musicgen.kernels.stacked import StackedLayers, stack_layers, view
 from musicgen.kernels.step import (
     BARRIER_WORDS,
     Issued,
-    StackedLayers,
     decoder_step,
     exclusive_steps,
-    stack_layers,
     step_available,
     step_fits,
     step_rows_fit,
-    view,
 )
 
 

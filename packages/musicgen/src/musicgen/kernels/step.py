@@ -15,8 +15,8 @@ position), writes the step's keys and values into the StaticCache in place (as
 ``cached_attention`` does) and returns the last layer's output; the heads and the sampling stay
 the two kernels of ``musicgen.kernels.sampling``.
 
-It needs the layers' weights of one kind stacked in one array (``stack_layers``): the layers
-then hold views of those arrays, so nothing is stored twice.
+It needs the layers' weights of one kind stacked in one array (``musicgen.kernels.stacked``):
+the layers then hold views of those arrays, so nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cache
 
 import mlx.core as mx
@@ -35,6 +34,7 @@ import mlx.nn as nn
 from musicgen.kernels.attention import ATTEND, POSITION_SLOTS
 from musicgen.kernels.compiler import DTYPES, build
 from musicgen.kernels.linear import ACTIVATIONS, HELPERS
+from musicgen.kernels.stacked import LINEARS, NORMS, StackedLayers, layer_module
 
 THREADS = 512  # 16 warps per block, one block per multiprocessor
 MAX_ROWS = 8
@@ -44,17 +44,6 @@ ENV = "MUSICGEN_STEP_KERNEL"  # "0": run the step as separate kernels
 # small arrays, which a kernel's atomics reach across the bus), arrivals and passes 128 bytes
 # apart.
 BARRIER_WORDS = 64
-
-# The layers' weights, stacked by kind: (name, path of the Linear in a DecoderLayer).
-LINEARS = (
-    ("qkv", "self_attn.qkv_proj"),
-    ("out", "self_attn.out_proj"),
-    ("cross_q", "encoder_attn.q_proj"),
-    ("cross_out", "encoder_attn.out_proj"),
-    ("fc1", "fc1"),
-    ("fc2", "fc2"),
-)
-NORMS = ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm")
 
 DEVICE = (
     HELPERS
@@ -399,7 +388,7 @@ def step_fits(decoder: nn.Module) -> bool:
             return False
         for layer in layers:
             for _, path in LINEARS:
-                linear = _module(layer, path)
+                linear = layer_module(layer, path)
                 if type(linear) is not nn.Linear or "bias" in linear:
                     return False
                 if linear.weight.dtype != dtype:
@@ -419,69 +408,6 @@ def step_rows_fit(rows: int, decoder: nn.Module) -> bool:
     size = decoder.layer_norm.weight.dtype.size
     widest = max(config.hidden_size, config.ffn_dim)
     return 1 <= rows <= MAX_ROWS and rows * widest * size <= STAGED_BYTES
-
-
-def _module(layer: nn.Module, path: str) -> nn.Module:
-    for name in path.split("."):
-        layer = getattr(layer, name)
-    return layer
-
-
-@dataclass
-class StackedLayers:
-    """The decoder's weights by kind (``arrays``: one (layers, ...) array each, the embeddings
-    (codebooks, vocab + 1, D)) and the per-layer views the modules hold (``views``)."""
-
-    arrays: dict[str, mx.array]
-    views: list[mx.array]
-
-    def current(self, decoder: nn.Module) -> bool:
-        """Whether the decoder still holds these views (no weight was replaced since)."""
-        return all(a is b for a, b in zip(_views(decoder), self.views, strict=True))
-
-
-def stack_layers(decoder: nn.Module) -> StackedLayers:
-    """Stack the decoder's weights by kind for ``decoder_step``, one kind at a time, and replace
-    the layers' weights by views of the stacks: the memory is not doubled."""
-    layers = decoder.layers
-    arrays: dict[str, mx.array] = {}
-    for name, path in LINEARS:
-        modules = [_module(layer, path) for layer in layers]
-        arrays[name] = _stack([m.weight for m in modules])
-        for i, module in enumerate(modules):
-            module.weight = view(arrays[name], i)
-    norms = [getattr(layer, name) for layer in layers for name in NORMS]
-    stacked = _stack([p for norm in norms for p in (norm.weight, norm.bias)])
-    arrays["norms"] = stacked.reshape(len(layers), 2 * len(NORMS), -1)
-    for i, norm in enumerate(norms):
-        norm.weight, norm.bias = view(stacked, 2 * i), view(stacked, 2 * i + 1)
-    arrays["embed"] = _stack([e.weight for e in decoder.embed_tokens])
-    for k, embedding in enumerate(decoder.embed_tokens):
-        embedding.weight = view(arrays["embed"], k)
-    views = _views(decoder)
-    mx.eval(views, list(arrays.values()))
-    return StackedLayers(arrays, views)
-
-
-def view(stacked: mx.array, index: int) -> mx.array:
-    """``stacked[index]`` without a copy: a slice is a view (an integer index gathers a copy)."""
-    return stacked[index : index + 1].squeeze(0)
-
-
-def _stack(arrays: list[mx.array]) -> mx.array:
-    stacked = mx.stack(arrays)
-    mx.eval(stacked)
-    return stacked
-
-
-def _views(decoder: nn.Module) -> list[mx.array]:
-    """Every array ``stack_layers`` stacks, in order."""
-    views = []
-    for layer in decoder.layers:
-        views += [_module(layer, path).weight for _, path in LINEARS]
-        for name in NORMS:
-            views += [getattr(layer, name).weight, getattr(layer, name).bias]
-    return views + [e.weight for e in decoder.embed_tokens]
 
 
 def decoder_step(
