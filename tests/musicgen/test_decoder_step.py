@@ -163,3 +163,20 @@ def test_one_generation_at_a_time_may_run_the_one_kernel_step():
     for thread in threads:
         thread.join(10)
     assert order == ["first ends", "second starts", "nested"]
+
+
+LAYOUTS = [(1024, 3072, 2), (4096, 1024, 2), (1536, 6144, 2), (8192, 2048, 2), (1024, 4096, 8)]
+
+
+@pytest.mark.parametrize("width, columns, rows", LAYOUTS)
+@pytest.mark.parametrize("dtype", [mx.float16, mx.float32])
+def test_each_warp_reads_whole_passes_of_whole_column_groups(width, columns, rows, dtype):
+    """The kernel's static checks hold for every layout chosen: whole passes over a row, whole
+    groups of columns, at most 16 loads in flight and 16 accumulators a lane."""
+    from musicgen.kernels.step import _columns_per_warp
+
+    layout = _columns_per_warp(width, columns, rows, dtype, warps=132 * 16)
+    chunks = width // (32 * (16 // dtype.size))
+    assert chunks % layout["STEP"] == 0 and columns % layout["NC"] == 0
+    assert layout["NC"] * layout["STEP"] <= 16
+    assert layout["NC"] == 1 or layout["NC"] * rows <= 16
