@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The MusicGen benchmark on the GPU machine (see docs/performance.md, "MusicGen").
-# From the repository root, with MLX installed there (../shared/gpu/README.md):
+# From the repository root, with MLX and its CUDA backend installed (`pip install mlx[cuda13]`):
 #   bash benchmarks/gpu_musicgen.sh [OUT_DIR [1|2|3]]
 # Writes bench_*.json and bench_*.log to OUT_DIR (default $OUT, else ./out). Part 1: the CUDA
 # kernel tests and time to first audio; part 2: musicgen-small at batch 1 (ours in float16 and

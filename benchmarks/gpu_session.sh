@@ -7,9 +7,10 @@
 #                                          # musicgen-medium and -large at batch 1 (all three)
 #   bash benchmarks/gpu_session.sh OUT A --dry-run   # this script's logic on a CPU machine:
 #                                          # no install, tiny sizes, the same steps
-# Needs, in the repository root: .device-whl/2 (MLX's CUDA wheel, second half, and install.sh;
-# the first half copied to /root/stash by an earlier command), .gpu-src/whl2 and whl3 (server
-# wheels, this project's wheels: entry points), .gpu-src/bench (fast-musicgen). Writes to OUT
+# Needs MLX with its CUDA backend importable (or MLX_INSTALL: a command that installs it, run
+# when `import mlx.core` fails), torch and transformers; WHEELS: an optional folder of wheels
+# installed first with no network (e.g. fast-musicgen, the server's wheels, this project's
+# wheels for their entry points) into SITE (default /root/site). Writes to OUT
 # session_PART.log (everything) and a JSON per benchmark; prints compact tables. Every step
 # has a timeout, and every step's is cut to what is left of the part's DEADLINE seconds.
 set -uo pipefail
@@ -52,25 +53,25 @@ if [[ $dry == --dry-run ]]; then
   dur=0.4 big="2 4" jobs=4 jobs_batch=2 sizes="small" dt=float32 rep=1
 else
   dur=10 big="64 128 256" jobs=256 jobs_batch=64 sizes="medium large" dt=float16 rep=2
-  # MLX (CUDA) from .device-whl, unless this machine is still warm from an earlier part.
-  if ! PYTHONPATH=/root/site $py -c 'import mlx.core' 2>/dev/null; then
-    if [[ ! -f /root/stash/part_aa ]]; then
-      say "MLX is not installed and /root/stash/part_aa is missing: first run, with .device-whl/1"
-      say "in the tree, the command: mkdir -p /root/stash && cp .device-whl/1/* /root/stash/"
+  site=${SITE:-/root/site}
+  if ! PYTHONPATH=$site $py -c 'import mlx.core' 2>/dev/null; then
+    if [[ -z ${MLX_INSTALL:-} ]]; then
+      say "MLX does not import: install mlx with its CUDA backend, or set MLX_INSTALL to a"
+      say "command that does"
       exit 2
     fi
-    step install-mlx "$(limit 150)" '^mlx ' bash .device-whl/2/install.sh || exit 1
+    step install-mlx "$(limit 150)" '^mlx ' bash -c "$MLX_INSTALL" || exit 1
   fi
-  G=$root/.gpu-src
-  step install-wheels 90 '' $py -m pip install -q --no-index --no-deps --no-compile \
-    --no-cache-dir --upgrade --target /root/site $G/whl2/*.whl $G/whl3/*.whl $G/bench/*.whl \
-    || exit 1
+  if [[ -n ${WHEELS:-} ]]; then
+    step install-wheels 90 '' $py -m pip install -q --no-index --no-deps --no-compile \
+      --no-cache-dir --upgrade --target "$site" "$WHEELS"/*.whl || exit 1
+  fi
   nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
 fi
 # The source tree first (this commit's code), then the installed wheels (MLX, the entry points
 # of the two packages: `mlx-rag music batch` finds its plugin through them).
-export PYTHONPATH=$root/packages/rag_core/src:$root/packages/musicgen/src:$root:/root/site
-export PATH=/root/site/bin:$PATH
+export PYTHONPATH=$root/packages/rag_core/src:$root/packages/musicgen/src:$root:${SITE:-/root/site}
+export PATH=${SITE:-/root/site}/bin:$PATH
 say "commit $(git log -1 --format='%h %s' 2>/dev/null | cut -c1-70); part $part; $($py -c \
   'import torch, transformers, mlx.core as mx; print("mlx", mx.__version__, mx.default_device(),
   "gpus", mx.device_count(mx.gpu), "torch", torch.__version__, "transformers",
@@ -93,8 +94,9 @@ if [[ $part == A ]]; then
   # The CUDA kernels against plain MLX (skipped without CUDA); float32 matmuls in full float32.
   MLX_ENABLE_TF32=0 step kernel-tests 240 '^FAILED|passed|failed|skipped|error' \
     $py -m pytest -q -p no:cacheprovider -rf tests/musicgen/test_kernels.py \
-    tests/musicgen/test_kernels_step.py tests/musicgen/test_fast_path.py \
-    -k "kernel or fused or half_precision"
+    tests/musicgen/test_kernels_step.py tests/musicgen/test_decoder_step.py \
+    tests/musicgen/test_fast_path.py \
+    -k "kernel or fused or half_precision or step"
 else
   # `music batch`: the same jobs (fixed seeds, the same batches) by 1 process on 1 GPU, then by
   # 2 ranks (mlx.launch, ring over loopback) on 2 GPUs; each rank picks its GPU by its local rank.
