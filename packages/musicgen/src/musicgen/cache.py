@@ -75,8 +75,8 @@ class StaticLayerCache:
     writes the new positions into them in place and replaces ``start`` with the next one.
     Fused, ``keys``/``values`` are every layer's, (layers, B, H, S, D), and this layer's are
     at index ``layer`` (the kernels write into the buffers themselves, never through a view);
-    ``whole`` is (keys, values, the grid barrier's state): what the one-kernel step
-    (``musicgen.kernels.decoder_step``) takes.
+    ``barrier`` is the grid barrier's state the one-kernel step (``musicgen.kernels.decoder_step``)
+    takes with them.
     """
 
     def __init__(
@@ -86,7 +86,7 @@ class StaticLayerCache:
         offset: mx.array,
         start: mx.array,
         fused: bool = False,
-        whole: tuple[mx.array, mx.array, mx.array] | None = None,
+        barrier: mx.array | None = None,
         layer: int = 0,
     ):
         self.keys = keys
@@ -94,7 +94,7 @@ class StaticLayerCache:
         self.offset = offset
         self.start = start  # offset as the (1,) start index slice_update takes
         self.fused = fused
-        self.whole = whole
+        self.barrier = barrier
         self.layer = layer
 
     def mask(self, length: int) -> mx.array | None:
@@ -153,7 +153,7 @@ class StaticCache:
         self.offset = 0  # positions written, on the host
         self.keys: list[mx.array] | None = None
         self.values: list[mx.array] | None = None
-        self._whole: tuple[mx.array, mx.array, mx.array] | None = None
+        self._buffers: tuple[mx.array, mx.array, mx.array] | None = None  # fused: see _pass
         self._position = mx.array(0, dtype=mx.int32)  # the same, on the device
         # Fused: each layer's start index, as its last attention kernel output it.
         self._starts = [mx.zeros((kernels.POSITION_SLOTS,), mx.int32)] * num_layers
@@ -173,13 +173,13 @@ class StaticCache:
             raise ValueError("a StaticCache serves one forward function (one generation).")
         shape = (codes.shape[0], *self.shape)
         if self.fused:
-            if self._whole is None:  # real buffers before the kernels write into them
+            if self._buffers is None:  # real buffers before the kernels write into them
                 keys, values = (mx.zeros((self.num_layers, *shape), self.dtype) for _ in "kv")
                 barrier = mx.zeros((kernels.BARRIER_WORDS,), mx.uint32)
-                self._whole = (keys, values, barrier)
-                mx.eval(self._whole)
+                self._buffers = (keys, values, barrier)
+                mx.eval(self._buffers)
             logits, self._position, self._starts = self._run(
-                codes, args, None, None, self._position, self._starts, self._whole
+                codes, args, None, None, self._position, self._starts, self._buffers
             )
         else:
             if self.keys is None:
@@ -201,11 +201,12 @@ class StaticCache:
         values: list[mx.array] | None,
         position: mx.array,
         starts: list[mx.array] | None,
-        whole: tuple[mx.array, mx.array, mx.array] | None = None,
+        buffers: tuple[mx.array, mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, ...]:
-        if whole is not None:  # fused: every layer in the same two buffers
+        if buffers is not None:  # fused: (every layer's keys, values, the grid barrier)
+            keys, values, barrier = buffers
             layers = [
-                StaticLayerCache(whole[0], whole[1], position, start, True, whole, layer=i)
+                StaticLayerCache(keys, values, position, start, True, barrier, layer=i)
                 for i, start in enumerate(starts)
             ]
         else:

@@ -345,8 +345,8 @@ class MusicGenDecoder(nn.Module):
         ``cross_bias`` (``cross_attention_bias``) hides padded text positions; None when no
         row needs it (see ``needs_cross_bias``)."""
         rows, K, L = codes.shape
-        whole = getattr(cache[0], "whole", None) if cache else None
-        step = whole is not None and L == 1 and self.step_layers is not None
+        barrier = getattr(cache[0], "barrier", None) if cache else None
+        step = barrier is not None and L == 1 and self.step_layers is not None
         if step and kernels.step_rows_fit(rows, self):
             return self._step(codes, cross_kv, cross_bias, cache)
         offset = cache[0].offset if cache else 0
@@ -368,7 +368,7 @@ class MusicGenDecoder(nn.Module):
             self.step_layers,
             self.config,
             _frequencies(self.config.hidden_size // 2),
-            cache[0].whole,
+            (cache[0].keys, cache[0].values, cache[0].barrier),
             cache[-1].start,  # after the previous call's last write
             cross_kv,
             cross_bias,
