@@ -63,6 +63,11 @@ def test_the_step_covers_musicgens_layers_only():
     wide = MusicGenDecoder(small_config(), text_dim=256)
     wide.set_dtype(mx.float32)
     assert kernels.step_rows_fit(8, wide)  # 8 rows x 1024 float32 = 32 KB staged
+    norm = decoder.layers[1].encoder_attn_layer_norm
+    eps, norm.eps = norm.eps, norm.eps / 10
+    assert not kernels.step_fits(decoder)  # the kernel normalizes with one epsilon
+    norm.eps = eps
+    assert kernels.step_fits(decoder)
     nn.quantize(decoder, group_size=64, bits=4, class_predicate=lambda _, m: type(m) is nn.Linear)
     assert not kernels.step_fits(decoder)
     melody = MelodyDecoder(small_config(), text_dim=256, num_chroma=12, chroma_length=20)

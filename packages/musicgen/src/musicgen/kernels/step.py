@@ -397,6 +397,8 @@ def step_fits(decoder: nn.Module) -> bool:
                 norm = getattr(layer, name)
                 if "weight" not in norm or "bias" not in norm or norm.weight.dtype != dtype:
                     return False
+                if norm.eps != layers[0].final_layer_norm.eps:  # the kernel has one EPS
+                    return False
     except AttributeError:  # another kind of layer (MusicGen-Melody's has no cross-attention)
         return False
     return all(type(e) is nn.Embedding and e.weight.dtype == dtype for e in decoder.embed_tokens)
