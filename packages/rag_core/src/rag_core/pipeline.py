@@ -126,6 +126,28 @@ def run_pipeline(
     return state
 
 
+def run_record(
+    name: str,
+    question: str,
+    *,
+    on_step: Callable[[Step, dict, float], None] | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> dict:
+    """Run pipeline ``name`` on ``question`` (as ``run_pipeline``) and return the record that
+    `mlx-rag run --json` prints and the server's pipeline jobs return: the answer, what was
+    retrieved and each step's ``Step.record``."""
+    steps: list[dict] = []
+
+    def record_step(step: Step, result: dict, seconds: float) -> None:
+        steps.append(step.record(result, seconds))
+        if on_step:
+            on_step(step, result, seconds)
+
+    state = run_pipeline(name, question, on_step=record_step, progress=progress)
+    return {"pipeline": name, "question": question, "answer": state.answer,
+            "retrieved": state.retrieved, "steps": steps}  # fmt: skip
+
+
 def _run_step(step: Step, state: PipelineState) -> dict:
     where = f"Step '{step.name}' (tool '{step.tool.name}' from plugin '{step.tool.plugin}')"
     try:

@@ -16,7 +16,7 @@ from rag_core import __version__
 from rag_core.config import get_config
 from rag_core.errors import RagError
 from rag_core.jobs import FINISHED, JobContext
-from rag_core.pipeline import Step, plan, run_pipeline
+from rag_core.pipeline import plan, run_record
 from rag_core.plugins import get_host, get_jobs
 from rag_core.search import MODES
 from rag_core.server.errors import HTTPError, status_of
@@ -65,14 +65,7 @@ def _pipeline_work(name: str, question: str):
     """The job that runs pipeline ``name`` and returns what `mlx-rag run --json` prints."""
 
     def work(ctx: JobContext) -> dict:
-        steps: list[dict] = []
-
-        def on_step(step: Step, result: dict, seconds: float) -> None:
-            steps.append(step.record(result, seconds))
-
-        state = run_pipeline(name, question, on_step=on_step, progress=ctx.progress)
-        return {"pipeline": name, "question": question, "answer": state.answer,
-                "retrieved": state.retrieved, "steps": steps}
+        return run_record(name, question, progress=ctx.progress)
 
     return work
 
