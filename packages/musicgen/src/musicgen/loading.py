@@ -79,20 +79,10 @@ def load(
     text_encoder.set_dtype(dtype)
     decoder.set_dtype(dtype)
     text_encoder = _load_module(
-        text_encoder,
-        _cast_as_read(text_encoder, groups.pop("text_encoder"), T5Encoder.sanitize),
-        T5Encoder.sanitize,
-        "text_encoder",
-        origin,
-        path,
+        text_encoder, groups.pop("text_encoder"), T5Encoder.sanitize, "text_encoder", origin, path
     )
     decoder = _load_module(
-        decoder,
-        _cast_as_read(decoder, groups.pop("decoder"), MusicGenDecoder.sanitize),
-        MusicGenDecoder.sanitize,
-        "decoder",
-        origin,
-        path,
+        decoder, groups.pop("decoder"), MusicGenDecoder.sanitize, "decoder", origin, path
     )
     mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
@@ -193,19 +183,12 @@ def load_codec(config: MusicGenConfig, weights: Weights, origin: dict[str, str],
     # Text-to-music never encodes: the encoder's weights stay on disk until `encode` asks.
     codec.defer_encoder(lambda: _codec_encoder_weights(path))
     decoding = {k: v for k, v in weights.items() if not k.startswith(_CODEC_ENCODER)}
-    codec = _load_module(
-        codec, _as_float32(decoding), EncodecModel.sanitize, "audio_encoder", origin, path
-    )
+    codec = _load_module(codec, decoding, EncodecModel.sanitize, "audio_encoder", origin, path)
     mx.eval(codec.parameters())
     return codec
 
 
 _CODEC_ENCODER = "encoder."
-
-
-def _as_float32(weights: Weights) -> Weights:
-    """Weight norm is folded in float32, whatever the storage type."""
-    return {k: v.astype(mx.float32) for k, v in weights.items()}
 
 
 def _codec_encoder_weights(path: Path) -> Weights:
@@ -233,7 +216,7 @@ def _codec_encoder_weights(path: Path) -> Weights:
     def sanitize(w: Weights) -> Weights:
         return {k[n:]: v for k, v in EncodecModel.sanitize(w).items()}
 
-    module = _load_module(module, _as_float32(encoding), sanitize, "audio_encoder", origin, path)
+    module = _load_module(module, encoding, sanitize, "audio_encoder", origin, path)
     return dict(tree_flatten(module.parameters()))
 
 
@@ -359,7 +342,10 @@ def _load_module(
     origin: dict[str, str],
     path: Path,
 ) -> nn.Module:
-    """Check that ``weights`` fit ``module`` exactly, by name and shape, then load them."""
+    """Check that ``weights`` fit ``module`` exactly, by name and shape, then load them, each
+    cast as it is read to its parameter's dtype (``_cast_as_read``: the codec's weight norm is
+    then folded in float32, whatever the storage type)."""
+    weights = _cast_as_read(module, weights, sanitize)
     full_names = {id(v): k for k, v in weights.items()}
     prefix = "" if component == "decoder" else component + "."
     sanitized = sanitize(dict(weights))
