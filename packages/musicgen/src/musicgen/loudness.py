@@ -42,14 +42,6 @@ class LoudnessReport:
     true_peak_dbtp: float | None  # after the gain
     limited: bool  # the ceiling lowered the gain: the track is quieter than the target
 
-    def to_dict(self) -> dict:
-        def rounded(value):
-            return None if value is None else round(value, 2)
-
-        return {"input_lufs": rounded(self.input_lufs), "gain_db": rounded(self.gain_db),
-                "loudness_lufs": rounded(self.loudness_lufs),
-                "true_peak_dbtp": rounded(self.true_peak_dbtp), "limited": self.limited}
-
 
 _preloading = False
 

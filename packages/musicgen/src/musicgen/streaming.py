@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -69,11 +68,6 @@ def decode_chunks(
         audio = _joined([d.flush() for d in decoders])
         if audio.shape[2]:
             yield audio
-
-
-def decode_stream(model: Any, chunks: Iterable[mx.array]) -> Iterator[mx.array]:
-    """``decode_chunks`` with the codec, codebooks and channels of ``model`` (a MusicGen)."""
-    return decode_chunks(model.codec, chunks, model.num_codebooks, model.audio_channels)
 
 
 def _joined(channels: list[mx.array]) -> mx.array:
