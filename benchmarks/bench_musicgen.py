@@ -54,7 +54,7 @@ from musicgen.decoder import MusicGenDecoder, cross_attention_bias
 from musicgen.delay import apply_delay, codebook_delays, num_steps
 from musicgen.encodec import EncodecConfig, EncodecModel
 from musicgen.encodec.seanet import EncodecEncoder
-from musicgen.generate import generate_step
+from musicgen.generate import generate_step, random_key
 from musicgen.model import MusicGen
 from musicgen.plugin import HUB_MODELS, hub_config
 from musicgen.quantize import quantize_model
@@ -190,9 +190,7 @@ def generate_phased(
     mx.eval(states, mask)
     t1 = time.perf_counter()
     decoder = WatchFinite(model.decoder) if watch else model.decoder
-    key = mx.random.key(seed)
-    if per_row_keys:
-        key = mx.stack([mx.random.key(seed + i) for i in range(len(prompts))])
+    key = random_key([seed + i for i in range(len(prompts))] if per_row_keys else seed)
     steps = generate_step(
         decoder,
         states,

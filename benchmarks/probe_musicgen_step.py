@@ -18,7 +18,7 @@ import time
 import mlx.core as mx
 import musicgen
 from musicgen.delay import codebook_delays
-from musicgen.generate import generate_step
+from musicgen.generate import generate_step, random_key
 from musicgen.sampling import make_sampler
 
 RESULTS: dict[str, float] = {}
@@ -32,9 +32,7 @@ def log(name: str, value: float) -> None:
 def run(model, prompts: list[str], seconds: float, per_row: bool = False) -> float:
     """One generation; ms per decoding step (the end-to-end seconds are logged by the caller)."""
     delays = codebook_delays(model.num_codebooks, model.audio_channels)
-    key = mx.random.key(0)
-    if per_row:
-        key = mx.stack([mx.random.key(i) for i in range(len(prompts))])
+    key = random_key(list(range(len(prompts))) if per_row else 0)
     start = time.perf_counter()
     states, mask = model.encode_text(prompts)
     mx.eval(states, mask)
