@@ -226,7 +226,7 @@ class GenerationOptions:
 
     def replace(self, **changes: Any) -> GenerationOptions:
         """A copy with ``changes``; an unknown name is a TypeError, as for any call."""
-        unknown = [name for name in changes if name not in _CHECKS]
+        unknown = [name for name in changes if name not in _NAMES]
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}{_hint(unknown[0])}")
         return dataclasses.replace(self, **changes) if changes else self
@@ -248,10 +248,10 @@ class GenerationOptions:
                 f"{type(values).__name__}."
             )
         for name in values:
-            if name not in _CHECKS:
+            if name not in _NAMES:
                 raise InvalidArgumentError(
                     f"unknown generation option {name!r}{_hint(name)}; the options are "
-                    f"{', '.join(_CHECKS)}."
+                    f"{', '.join(_NAMES)}."
                 )
         return cls(**values)
 
@@ -314,9 +314,9 @@ def check_options(
 
 
 def _hint(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_CHECKS), n=1)
+    close = difflib.get_close_matches(name, list(_NAMES), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_CHECKS = {f.name: f.metadata["check"] for f in dataclasses.fields(GenerationOptions)}
+_NAMES = tuple(f.name for f in dataclasses.fields(GenerationOptions))  # in field order
 DEFAULTS = GenerationOptions()
