@@ -48,11 +48,12 @@ def remove_documents(
         raise RagError("Nothing to remove: give one or more document paths "
                        "(`mlx-rag store list` shows them).")
     with open_store(store, config, writable=True) as db, db.transaction():
+        stored = db.documents()
         removed: dict[str, Document] = {}
         for name in names:
-            found = db.find_documents(name)
+            found = db.find_documents(name, stored)
             if not found:
-                raise StoreError(_unknown_document(name, list(db.documents()), db.path))
+                raise StoreError(_unknown_document(name, list(stored), db.path))
             removed.update((d.path, d) for d in found)
         for path in removed:
             db.delete_document(path)
