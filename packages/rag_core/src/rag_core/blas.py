@@ -201,8 +201,14 @@ def default_threads() -> int:
         if value.isdigit() and int(value) >= 1:
             return int(value)
         log.warning(f"Note: {THREADS_ENV}={value!r} is not a positive integer; ignored.")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, cores or 1))
+    return max(1, min(8, usable_cores() or 1))
+
+
+def usable_cores() -> int | None:
+    """The CPU cores this process may run on (None when the system does not say)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+: also honours PYTHON_CPU_COUNT
+        return os.process_cpu_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _openblas_path() -> str | None:
