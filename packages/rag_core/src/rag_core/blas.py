@@ -222,23 +222,28 @@ def _openblas_path() -> str | None:
     return None
 
 
-def _function(library: ctypes.CDLL, name: str) -> int:
+def _symbol(library: ctypes.CDLL, name: str):
+    """OpenBLAS's function `name` (scipy_-prefixed or plain); None when the library lacks it."""
     for prefix in PREFIXES:
-        try:
-            return ctypes.cast(getattr(library, prefix + name), ctypes.c_void_p).value or 0
-        except AttributeError:
-            continue
-    return 0
+        function = getattr(library, prefix + name, None)
+        if function is not None:
+            return function
+    return None
+
+
+def _function(library: ctypes.CDLL, name: str) -> int:
+    """The address of OpenBLAS's `name`; 0 when the library lacks it."""
+    function = _symbol(library, name)
+    return 0 if function is None else ctypes.cast(function, ctypes.c_void_p).value or 0
 
 
 def _call(library: ctypes.CDLL, name: str, restype, *args):
     """Call OpenBLAS's `name` (scipy_-prefixed or plain); None when the library lacks it."""
-    for prefix in PREFIXES:
-        function = getattr(library, prefix + name, None)
-        if function is not None:
-            function.restype = restype
-            return function(*args)
-    return None
+    function = _symbol(library, name)
+    if function is None:
+        return None
+    function.restype = restype
+    return function(*args)
 
 
 def _describe(library: ctypes.CDLL, config: bytes | None) -> str:
