@@ -201,8 +201,14 @@ def default_threads() -> int:
         if value.isdigit() and int(value) >= 1:
             return int(value)
         log.warning(f"Note: {THREADS_ENV}={value!r} is not a positive integer; ignored.")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, cores or 1))
+    return max(1, min(8, usable_cores() or 1))
+
+
+def usable_cores() -> int | None:
+    """The CPU cores this process may run on (None when the system does not say)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+: also honours PYTHON_CPU_COUNT
+        return os.process_cpu_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _openblas_path() -> str | None:
@@ -216,23 +222,28 @@ def _openblas_path() -> str | None:
     return None
 
 
-def _function(library: ctypes.CDLL, name: str) -> int:
+def _symbol(library: ctypes.CDLL, name: str):
+    """OpenBLAS's function `name` (scipy_-prefixed or plain); None when the library lacks it."""
     for prefix in PREFIXES:
-        try:
-            return ctypes.cast(getattr(library, prefix + name), ctypes.c_void_p).value or 0
-        except AttributeError:
-            continue
-    return 0
+        function = getattr(library, prefix + name, None)
+        if function is not None:
+            return function
+    return None
+
+
+def _function(library: ctypes.CDLL, name: str) -> int:
+    """The address of OpenBLAS's `name`; 0 when the library lacks it."""
+    function = _symbol(library, name)
+    return 0 if function is None else ctypes.cast(function, ctypes.c_void_p).value or 0
 
 
 def _call(library: ctypes.CDLL, name: str, restype, *args):
     """Call OpenBLAS's `name` (scipy_-prefixed or plain); None when the library lacks it."""
-    for prefix in PREFIXES:
-        function = getattr(library, prefix + name, None)
-        if function is not None:
-            function.restype = restype
-            return function(*args)
-    return None
+    function = _symbol(library, name)
+    if function is None:
+        return None
+    function.restype = restype
+    return function(*args)
 
 
 def _describe(library: ctypes.CDLL, config: bytes | None) -> str:

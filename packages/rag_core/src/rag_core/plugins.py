@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import EntryPoint, entry_points, version
 from typing import Any
@@ -23,7 +23,7 @@ import pluggy
 
 from rag_core import hookspecs
 from rag_core.config import Config, get_config, set_config
-from rag_core.errors import DuplicateRegistrationError, PluginError
+from rag_core.errors import DuplicateRegistrationError, ModelNotFoundError, PluginError
 from rag_core.jobs import JobQueue
 from rag_core.registry import ModelPattern, ModelRegistry
 from rag_core.server.routes import RouteTable
@@ -345,11 +345,18 @@ def get_jobs() -> JobQueue:
     return get_host().jobs
 
 
-def model_lane(model_id: str) -> AbstractContextManager:
+def model_lane(model_id: str, *, missing_ok: bool = False) -> AbstractContextManager:
     """Hold while generating with a model (id, alias or folder): one generation at a time per
-    model, taking turns with the jobs queued under its id."""
+    model, taking turns with the jobs queued under its id. ``missing_ok=True``: a model no
+    plugin knows has no lane to wait for (nothing is held), instead of ModelNotFoundError."""
     host = get_host()
-    return host.jobs.lane(host.registry.spec(model_id).id)
+    try:
+        spec = host.registry.spec(model_id)
+    except ModelNotFoundError:
+        if missing_ok:
+            return nullcontext()
+        raise
+    return host.jobs.lane(spec.id)
 
 
 def get_tool(name: str) -> Tool:

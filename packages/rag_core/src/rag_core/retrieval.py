@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 from rag_core.answer import LanguageModel
@@ -16,7 +17,7 @@ from rag_core.config import Config, get_config
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError, RagError, StoreError
 from rag_core.ingest import IngestReport, discover, ingest_files
 from rag_core.loaders import Loaders
-from rag_core.plugins import get_registry
+from rag_core.plugins import get_registry, model_lane
 from rag_core.search import SearchResponse, search
 from rag_core.store import Document, Store
 
@@ -48,11 +49,12 @@ def remove_documents(
         raise RagError("Nothing to remove: give one or more document paths "
                        "(`mlx-rag store list` shows them).")
     with open_store(store, config, writable=True) as db, db.transaction():
+        stored = db.documents()
         removed: dict[str, Document] = {}
         for name in names:
-            found = db.find_documents(name)
+            found = db.find_documents(name, stored)
             if not found:
-                raise StoreError(_unknown_document(name, list(db.documents()), db.path))
+                raise StoreError(_unknown_document(name, list(stored), db.path))
             removed.update((d.path, d) for d in found)
         for path in removed:
             db.delete_document(path)
@@ -119,7 +121,7 @@ def retrieve(
     """Search the store: hybrid when its vectors' embedding model can be loaded, else BM25.
 
     Queries are embedded with the model that embedded the store, which may differ from
-    `[embedding] model` until the next ingest (a note says so).
+    `[embedding] model` until the next ingest (a note says so), holding that model's lane.
     """
     config = config or get_config()
     unavailable: list[str] = []  # why the embedding model could not be loaded
@@ -135,7 +137,10 @@ def retrieve(
                     note(f"The store was embedded with '{stored_model}', not the configured "
                          f"'{configured}': re-run `mlx-rag ingest` to switch.")
             embedder = try_embedder(stored_model, unavailable.append, unknown_ok=True)
-        response = search(db, question, k=k, embedder=embedder, mode=mode)
+        # the query is embedded in the embedding model's lane, shared with its other users
+        lane = model_lane(stored_model, missing_ok=True) if embedder is not None else nullcontext()
+        with lane:
+            response = search(db, question, k=k, embedder=embedder, mode=mode)
     if note:
         if response.mode == "bm25" and unavailable:
             note(unavailable[0])

@@ -250,15 +250,18 @@ class Store:
             ).fetchall()
         return {row[1]: Document(*row) for row in rows}
 
-    def find_documents(self, name: str | Path) -> list[Document]:
+    def find_documents(
+        self, name: str | Path, documents: dict[str, Document] | None = None
+    ) -> list[Document]:
         """The documents stored for `name`: a file's, or those of every file below a folder.
 
-        `name` matches as given or resolved (ingest stores resolved paths).
+        `name` matches as given or resolved (ingest stores resolved paths). `documents` is
+        what `documents()` returned, to match several names against one read of the store.
         """
         keys = {os.path.normpath(name), str(Path(name).expanduser().resolve())}
         folders = tuple(os.path.join(key, "") for key in keys)
-        return [d for path, d in self.documents().items()
-                if path in keys or path.startswith(folders)]
+        documents = self.documents() if documents is None else documents
+        return [d for path, d in documents.items() if path in keys or path.startswith(folders)]
 
     def put_document(
         self,

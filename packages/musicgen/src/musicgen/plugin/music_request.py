@@ -31,7 +31,6 @@ from rag_core import (
     get_config,
     get_registry,
     get_tool,
-    model_lane,
 )
 
 from musicgen.options import GenerationOptions, option_fields
@@ -241,15 +240,8 @@ def retrieve(request: MusicRequest) -> None:
     config = get_config()
     state = PipelineState(question=request.question, config=config)
     options = {**config.tool_options("retrieve"), **({"k": request.k} if request.k else {})}
-    try:
-        lane = model_lane(config.get("embedding.model"))
-    except ModelNotFoundError:  # retrieval says what it can do without it
-        from contextlib import nullcontext
-
-        lane = nullcontext()
-    try:
-        with lane:
-            result = get_tool("retrieve").run(state, **options)
+    try:  # the tool takes the embedding model's lane itself
+        result = get_tool("retrieve").run(state, **options)
     except ValueError as exc:  # e.g. a question of stop words only
         raise HTTPError(400, str(exc), "question") from None
     request.passages = [{**p, "number": n} for n, p in enumerate(state.retrieved, 1)]

@@ -338,15 +338,11 @@ def llm_messages(text: str) -> list[dict]:
 def describe_with_llm(llm, text: str, max_tokens: int = 64) -> str | None:
     """The LLM's one-line music description of ``text`` (greedy, so repeatable), or None
     when what it wrote is not a usable prompt. ``llm`` is a rag_core.LanguageModel."""
-    import contextlib
+    from rag_core import model_lane
 
-    from rag_core import RagError, model_lane
-
-    try:  # take turns with the model's other users (a server's chats and jobs)
-        lane = model_lane(llm.name)
-    except RagError:  # not a registered model (a folder loaded directly): nobody to wait for
-        lane = contextlib.nullcontext()
-    with lane:
+    # take turns with the model's other users (a server's chats and jobs); a model no plugin
+    # knows (a folder loaded directly) has nobody to wait for
+    with model_lane(llm.name, missing_ok=True):
         return clean_description(llm.complete(llm_messages(text), max_tokens))
 
 

@@ -9,12 +9,9 @@ was doing; otherwise the group prints ``Aborted.``; the exit code is 128 + the s
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -23,6 +20,7 @@ import click
 from rag_core import timings
 from rag_core.cli.doctor import version_option
 from rag_core.cli.output import QUIET_KEY
+from rag_core.cli.process import end_process
 from rag_core.cli.signals import exit_code, signal_number, terminate_as_interrupt
 from rag_core.config import load_config, set_config
 from rag_core.errors import RagError
@@ -204,31 +202,3 @@ def main() -> NoReturn:
     except SystemExit as exc:
         code = exc.code
     end_process(code)
-
-
-def end_process(code: Any = 0) -> NoReturn:
-    """Exit with ``code`` (as ``sys.exit`` takes it) once a command is done, skipping the
-    interpreter's finalization when no other thread is still working.
-
-    Finalization tears down every imported module and every object one by one: after a track
-    that is 0.15-0.2 s of a 1 s command on a 2-core CPU (SciPy's modules alone), and on a GPU
-    also the model's buffers. The exit handlers (``atexit``: logging, open files) still run and
-    the standard streams are flushed, so output and exit codes are those of a normal exit."""
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):  # a message, as sys.exit prints it
-        print(code, file=sys.stderr)
-        code = 1
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
-        sys.exit(code)  # a worker still runs: let the interpreter wait for it as usual
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit_handlers is None:  # not CPython: exit as usual
-        sys.exit(code)
-    run_exit_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`| head`): as Python reports it
-            code = code or 120
-    os._exit(code)

@@ -15,14 +15,13 @@ from rag_core.cli.output import echo_json
 def environment() -> dict[str, Any]:
     """Versions, MLX's device and the BLAS behind MLX's CPU matrix products."""
     from rag_core import __version__
-    from rag_core.blas import ENV, THREADS_ENV, blas_status
+    from rag_core.blas import ENV, THREADS_ENV, blas_status, usable_cores
 
     info: dict[str, Any] = {
         "mlx-rag": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
-        "cpus": os.process_cpu_count() if hasattr(os, "process_cpu_count") else (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "cpus": usable_cores(),
     }
     try:
         import mlx.core as mx

@@ -5,9 +5,7 @@ from __future__ import annotations
 import click
 
 from rag_core.cli.output import echo_json
-from rag_core.plugins import PluginRecord, get_host
-
-KINDS = ("models", "patterns", "tools", "commands", "loaders", "routes")
+from rag_core.plugins import KINDS, PluginRecord, get_host
 
 
 @click.group("plugins")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-
 import click
 
+from rag_core.cli.process import end_process
 from rag_core.server.security import DEFAULT_HOST, DEFAULT_PORT, is_loopback
 
 
@@ -32,17 +29,5 @@ def serve_command(host: str, port: int, token: str | None) -> None:
                    err=True)
 
     serve(host, port, token, on_listening=on_listening)
-    end_process()
+    end_process(0, wait_for_threads=False)
 
-
-def end_process() -> None:
-    """End the stopped server's process without the interpreter's finalization.
-
-    By now every job is cancelled and its files removed. But a job or chat thread that ran MLX
-    may still be running its thread-local destructors, which take the GIL: if the interpreter
-    is finalizing meanwhile, that thread is torn down inside a C++ destructor and the process
-    aborts (std::terminate, exit status -6) after a clean shutdown."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)

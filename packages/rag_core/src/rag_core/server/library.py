@@ -3,12 +3,11 @@ lanes, and searches of the store. Everything here blocks; endpoints call it from
 
 from __future__ import annotations
 
-import contextlib
 from contextlib import AbstractContextManager
 
 from rag_core.config import get_config
 from rag_core.errors import ModelNotFoundError, ModelUnavailableError
-from rag_core.plugins import get_jobs, get_registry, model_lane
+from rag_core.plugins import get_jobs, get_registry
 from rag_core.registry import ModelSpec
 from rag_core.retrieval import retrieve
 from rag_core.search import SearchResponse
@@ -46,16 +45,10 @@ def lane(spec: ModelSpec) -> AbstractContextManager:
 def search(query: str, k: int, mode: str = "auto", field: str = "query") -> SearchResponse:
     """Search the configured store, with the notes on how (e.g. why only BM25) in the response.
 
-    The configured embedding model's lane is held while the query is embedded."""
+    The store's embedding model's lane is held while the query is embedded (by ``retrieve``)."""
     notes: list[str] = []
-    embedding = get_config().get("embedding.model")
     try:
-        holding = model_lane(embedding)
-    except ModelNotFoundError:  # search says what it can do without it
-        holding = contextlib.nullcontext()
-    try:
-        with holding:
-            response = retrieve(query, k=k, mode=mode, note=notes.append)
+        response = retrieve(query, k=k, mode=mode, note=notes.append)
     except ValueError as exc:  # e.g. a query of stop words only
         raise HTTPError(400, str(exc), field) from None
     response.notes = notes

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from rag_core.config import get_config
 from rag_core.errors import ModelNotFoundError
 from rag_core.plugins import get_registry
-from rag_core.registry import ModelSpec
+from rag_core.registry import ModelRegistry, ModelSpec
 from rag_core.server.chat import Completion, cited, generate, numbered, parse_chat_request
 from rag_core.server.errors import HTTPError, describe
 from rag_core.server.library import lane, load, model_spec, search
@@ -40,17 +40,24 @@ def model_record(spec: ModelSpec, configured: set[str]) -> dict:
     }  # fmt: skip
 
 
+def _configured(registry: ModelRegistry) -> tuple[list[ModelSpec], set[str]]:
+    """The config's llm and embedding models (one naming an unknown model left out: requests
+    for it say so), and their ids."""
+    specs = []
+    for kind in KINDS:
+        try:
+            specs.append(registry.spec(get_config().get(f"{kind}.model")))
+        except ModelNotFoundError:
+            continue
+    return specs, {spec.id for spec in specs}
+
+
 def _models() -> list[dict]:
     registry = get_registry()
     specs = {s.id: s for kind in KINDS for s in registry.specs(kind)}
-    configured = set()
-    for kind in KINDS:
-        try:
-            spec = registry.spec(get_config().get(f"{kind}.model"))
-        except ModelNotFoundError:
-            continue  # a config naming an unknown model: requests for it say so
+    configured_specs, configured = _configured(registry)
+    for spec in configured_specs:
         specs.setdefault(spec.id, spec)
-        configured.add(spec.id)
     return [model_record(s, configured) for s in specs.values()]
 
 
@@ -60,15 +67,15 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     def find() -> dict:
+        registry = get_registry()
         try:
-            spec = get_registry().spec(request.path_params["model"])
+            spec = registry.spec(request.path_params["model"])
         except ModelNotFoundError as exc:
             raise HTTPError(404, str(exc), "model") from None
         if spec.kind not in KINDS:
             raise HTTPError(404, f"'{spec.id}' is a model of kind '{spec.kind}'; this API "
                                  f"serves kinds {', '.join(KINDS)}.", "model")
-        configured = {m["id"] for m in _models() if m["configured"]}
-        return model_record(spec, configured)
+        return model_record(spec, _configured(registry)[1])
 
     return JSONResponse(await run_in_threadpool(find))
 
