@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from musicgen.plugin.batch.jobs import Job
@@ -57,14 +58,30 @@ def manifest_entry(job: Job, data: dict) -> dict:
     }
 
 
-def remove_leftovers(job: Job, out: Path) -> None:
-    """Temporary files of this job that a killed run of an earlier version left behind (they
-    carry no process id; the job's rank owns them). Later ones: ``remove_stale_parts``."""
-    stem = re.escape(job.id)
-    pattern = re.compile(rf"\.{stem}\.[0-9a-f]+\.part\.\w+|\.{stem}\.json\.part")
-    for path in out.glob(f".{job.id}.*"):
-        if pattern.fullmatch(path.name):
-            path.unlink(missing_ok=True)
+# Temporary names of earlier versions: ``.ID.<hex>.part.FORMAT`` (audio), ``.ID.json.part``
+# (sidecar). They carry no process id; the job's rank owns them.
+LEFTOVER = re.compile(r"\.(?P<id>.+)\.(?:[0-9a-f]+\.part\.\w+|json\.part)")
+
+
+def is_leftover(name: str, ids: Collection[str]) -> bool:
+    """Whether ``name`` is a temporary file that a killed run of an earlier version left
+    behind for one of the jobs ``ids``."""
+    match = LEFTOVER.fullmatch(name)
+    return match is not None and match["id"] in ids
+
+
+def remove_leftovers(jobs: Iterable[Job], out: Path) -> None:
+    """Remove the earlier versions' temporary files of ``jobs`` (one scan of ``out``). Later
+    ones carry their writer's process id: ``remove_stale_parts``."""
+    ids = {job.id for job in jobs}
+    try:
+        with os.scandir(out) as entries:
+            names = [entry.name for entry in entries if entry.name.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        if is_leftover(name, ids):
+            (out / name).unlink(missing_ok=True)
 
 
 def write_lines(path: Path, rows: list[dict]) -> None:

@@ -27,6 +27,7 @@ from musicgen.plugin.batch.manifest import (
     MANIFEST,
     PARTIAL,
     PARTIAL_PATTERN,
+    is_leftover,
     manifest_entry,
     read_sidecar,
     remove_leftovers,
@@ -266,6 +267,7 @@ class BatchRun:
             records, timings = self._generate(jobs, [prompts[j.id][0] for j in jobs])
         except Exception as exc:
             return [], failures + self._failures(jobs, exc)
+        remove_leftovers(jobs, self.out)
         entries = []
         for job, (record, audio) in zip(jobs, records, strict=True):
             try:
@@ -354,7 +356,6 @@ class BatchRun:
     def _write(self, job: Job, record: dict, audio: Any, batch_size: int,
                timings: dict) -> dict:
         """Write the audio, then the sidecar (each atomically); return the sidecar."""
-        remove_leftovers(job, self.out)
         clipping = clipping_note(audio, job.options.normalize, f".{job.options.format}")
         if clipping:
             self.log(f"{self.prefix()}job {job.id}: Note: {clipping}")
@@ -389,11 +390,10 @@ class BatchRun:
         if self.rank == 0:  # nobody writes any more: tidy up what killed runs left behind
             manifest = self.out / MANIFEST
             write_lines(manifest, all_entries)
+            ids = {job.id for job in plan.jobs}
             for path in self.out.iterdir():
-                if PARTIAL_PATTERN.fullmatch(path.name):
+                if PARTIAL_PATTERN.fullmatch(path.name) or is_leftover(path.name, ids):
                     path.unlink(missing_ok=True)
-            for job in plan.jobs:
-                remove_leftovers(job, self.out)
         self.agreement.barrier()  # nobody exits (and gets its peers killed) before the manifest
         (self.out / PARTIAL.format(rank=self.rank)).unlink(missing_ok=True)
         return Summary(
