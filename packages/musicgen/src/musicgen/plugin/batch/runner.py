@@ -35,10 +35,11 @@ from musicgen.plugin.batch.manifest import (
 )
 from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
 from musicgen.plugin.models import MusicModel, load_music_model
-from musicgen.plugin.prompt import MusicPrompt, build_prompt
+from musicgen.plugin.options import PromptOptions
+from musicgen.plugin.prompt import MusicPrompt
 from musicgen.plugin.sidecar import track_parameters, track_record, write_track
 from musicgen.plugin.smoke import NOTICE
-from musicgen.plugin.tool import source_text
+from musicgen.plugin.tool import music_prompt
 from musicgen.plugin.track import clipping_note, with_cut_note
 
 Log = Callable[[str], None]
@@ -294,22 +295,17 @@ class BatchRun:
         return [{"id": job.id, "line": job.line, "error": message} for job in jobs]
 
     def _prompt(self, job: Job) -> MusicPrompt:
-        """The job's music prompt: as given, or built from its text or its retrieved passages."""
-        from rag_core import get_config
+        """The job's music prompt, as the music tool makes it: as given, or built from its text
+        or from the passages retrieved for its query."""
+        from rag_core import PipelineState, get_config, get_tool
 
-        if job.source == "prompt":
-            return MusicPrompt(" ".join(job.input.split()), "given", "prompt")
-        config = get_config()
-        if job.source == "text":
-            source, provenance = job.input, {"input": "text"}
-        else:
-            from rag_core import PipelineState, get_tool
-
-            state = PipelineState(question=job.input, config=config)
+        source = {"input": "retrieved"} if job.source == "query" else {job.source: job.input}
+        options = PromptOptions(**source, prompt_from=self.settings.prompt_from,
+                                llm=self.settings.llm)
+        state = PipelineState(question=job.input, config=get_config())
+        if job.source == "query":
             get_tool("retrieve").run(state, k=self.settings.k)
-            source, provenance = source_text(state, "retrieved", None)
-        prompt = build_prompt(source, prompt_from=self.settings.prompt_from,
-                              llm=self.settings.llm, config=config, **provenance)
+        prompt = music_prompt(state, options)
         for note in prompt.notes:
             self._note_once(note)
         return prompt
