@@ -143,3 +143,18 @@ def test_leftovers_of_earlier_versions_are_removed_in_one_scan(tmp_path, monkeyp
     manifest_module.remove_leftovers(jobs, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(kept)
     assert len(scans) == 1
+
+
+def test_a_manifest_that_cannot_be_written_is_a_clear_error_that_leaves_no_file(tmp_path):
+    from musicgen.errors import AudioError
+    from musicgen.plugin.batch.manifest import write_lines
+
+    out = tmp_path / "out"
+    (out / "manifest.jsonl").mkdir(parents=True)  # in the way: the rename fails
+    try:
+        write_lines(out / "manifest.jsonl", [{"id": "a"}])
+    except AudioError as exc:
+        assert str(exc).startswith(f"Cannot write {out / 'manifest.jsonl'}: ")
+    else:
+        raise AssertionError("no error")
+    assert [p.name for p in out.iterdir()] == ["manifest.jsonl"]

@@ -14,11 +14,12 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from musicgen.plugin.batch.jobs import Job
-from musicgen.plugin.outputs import find_sidecar
+from musicgen.plugin.outputs import find_sidecar, write_text_atomic
 
 MANIFEST = "manifest.jsonl"
 PARTIAL = "manifest.rank{rank}.jsonl"
 PARTIAL_PATTERN = re.compile(r"manifest\.rank\d+\.jsonl")
+OLD_MANIFEST_PART = f".{MANIFEST}.part"  # the manifest's temporary name in earlier versions
 
 
 def read_sidecar(job: Job, out: Path) -> dict | None:
@@ -85,9 +86,5 @@ def remove_leftovers(jobs: Iterable[Job], out: Path) -> None:
 
 
 def write_lines(path: Path, rows: list[dict]) -> None:
-    """Write JSON lines atomically."""
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Write JSON lines atomically (``write_text_atomic``: AudioError when it cannot)."""
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

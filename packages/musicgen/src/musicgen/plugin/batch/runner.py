@@ -25,6 +25,7 @@ from musicgen.plugin.batch.devices import device_name, use_rank_device
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
 from musicgen.plugin.batch.manifest import (
     MANIFEST,
+    OLD_MANIFEST_PART,
     PARTIAL,
     PARTIAL_PATTERN,
     is_leftover,
@@ -388,7 +389,9 @@ class BatchRun:
             write_lines(manifest, all_entries)
             ids = {job.id for job in plan.jobs}
             for path in self.out.iterdir():
-                if PARTIAL_PATTERN.fullmatch(path.name) or is_leftover(path.name, ids):
+                name = path.name
+                if (PARTIAL_PATTERN.fullmatch(name) or name == OLD_MANIFEST_PART
+                        or is_leftover(name, ids)):
                     path.unlink(missing_ok=True)
         self.agreement.barrier()  # nobody exits (and gets its peers killed) before the manifest
         (self.out / PARTIAL.format(rank=self.rank)).unlink(missing_ok=True)
