@@ -156,8 +156,8 @@ def check_options(values: dict, given: dict, library: TrackLibrary) -> tuple[dic
     """The tool's keyword arguments from merged ``values`` (checked), and the job's lane: the
     registry id of the model in the precision it will be loaded in."""
     from musicgen.errors import AudioError
-    from musicgen.plugin.demo import check_music_options
-    from musicgen.plugin.models import choose_precision, variant_id
+    from musicgen.plugin.models import variant_id
+    from musicgen.plugin.preflight import check_music_options
 
     if "seed" in given and not isinstance(given["seed"], int):
         raise ValueError(f"seed must be an integer (one seed for one track), got "
@@ -174,12 +174,11 @@ def check_options(values: dict, given: dict, library: TrackLibrary) -> tuple[dic
             values[name] = str(_track_path(library, name, values[name]))
     values.update(output=str(library.folder) + os.sep, overwrite=False)
     try:
-        check_music_options(values, smoke=False)  # every option, before anything is queued
+        base, precision = check_music_options(values)  # every option, before it is queued
     except AudioError as exc:  # an unreadable melody or continue_from track
         raise ValueError(str(exc)) from None
     except ModelNotFoundError as exc:
         raise HTTPError(404, str(exc), "model") from None
-    base, precision = choose_precision(model, values.get("quantize"), values.get("dtype", "auto"))
     return values, get_registry().spec(variant_id(base, precision)).id
 
 
