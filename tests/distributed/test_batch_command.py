@@ -90,6 +90,7 @@ def test_a_rerun_skips_finished_jobs_and_redoes_changed_or_incomplete_ones(
     write_jobs(jobs, changed)
     (out / "job-00002.wav.json").unlink()  # audio without sidecar: interrupted before the sidecar
     (out / ".job-00004.1a2b3c4d.part.flac").write_bytes(b"left by a killed run")
+    (out / ".manifest.jsonl.part").write_bytes(b"left by a killed run of an earlier version")
     result = run(jobs, out, tiny_checkpoint)
     assert result.exit_code == 0, result.output
     assert "(2 generated now, 3 already done)" in result.output

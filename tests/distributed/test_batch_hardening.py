@@ -115,3 +115,46 @@ def test_a_job_shorter_than_one_frame_is_a_bad_line_before_any_work(tmp_path, ti
     assert result.exit_code == 1
     assert f"{jobs}:2: duration 0.001 s is shorter than one frame (0.02 s)." in result.output
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_leftovers_of_earlier_versions_are_removed_in_one_scan(tmp_path, monkeypatch):
+    """A killed run of an earlier version left ``.ID.<hex>.part.FORMAT`` and ``.ID.json.part``;
+    they are removed for the jobs given, with one listing of the folder for all of them."""
+    from musicgen.plugin.batch import manifest as manifest_module
+    from musicgen.plugin.batch.jobs import Options, parse_job
+    from musicgen.plugin.outputs import part_path
+
+    jobs = [parse_job(json.dumps({"id": job_id, "prompt": "calm", "seed": 1}), n,
+                      Options.of(model="m"))
+            for n, job_id in enumerate(["a", "a.1b", "b-2"], 1)]  # fmt: skip
+    leftovers = [".a.1a2b3c4d.part.wav", ".a.json.part", ".a.1b.json.part",
+                 ".a.1b.ff.part.flac", ".b-2.0.part.ogg"]
+    kept = [".other.1a2b3c4d.part.wav", ".other.json.part", ".a.zz.part.wav",
+            ".a.wav.json.part.x", "a.wav", "a.wav.json", ".manifest.jsonl.part",
+            part_path(tmp_path / "a.wav").name]  # a later version's: it names its writer
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in leftovers + kept:
+        (out / name).write_bytes(b"x")
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(manifest_module.os, "scandir",
+                        lambda path: scans.append(path) or real_scandir(path))
+    manifest_module.remove_leftovers(jobs, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(kept)
+    assert len(scans) == 1
+
+
+def test_a_manifest_that_cannot_be_written_is_a_clear_error_that_leaves_no_file(tmp_path):
+    from musicgen.errors import AudioError
+    from musicgen.plugin.batch.manifest import write_lines
+
+    out = tmp_path / "out"
+    (out / "manifest.jsonl").mkdir(parents=True)  # in the way: the rename fails
+    try:
+        write_lines(out / "manifest.jsonl", [{"id": "a"}])
+    except AudioError as exc:
+        assert str(exc).startswith(f"Cannot write {out / 'manifest.jsonl'}: ")
+    else:
+        raise AssertionError("no error")
+    assert [p.name for p in out.iterdir()] == ["manifest.jsonl"]

@@ -153,3 +153,17 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
     problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert problems == [], problems  # no script errors, nothing refused by the page's CSP
     assert not list(Path(mlx_rag_home / "music").glob(".*.part"))
+
+    # Refresh: the library's old entries free their audio (blob URLs revoked, not leaked).
+    played = entry.find_element(By.CSS_SELECTOR, "audio").get_attribute("src")
+    readable = """const done = arguments[arguments.length - 1], audio = new Audio();
+        audio.onloadedmetadata = () => done(true);
+        audio.onerror = () => done(false);
+        audio.src = arguments[0];"""  # whether a player can still load the URL
+    assert driver.execute_async_script(readable, played)
+    driver.find_element(By.XPATH, "//button[text()='Refresh']").click()
+    until(driver, lambda d: not d.execute_async_script(readable, played),
+          "the refreshed-away entry's blob URL revoked", timeout=10)
+    (again,) = driver.find_elements(By.CSS_SELECTOR,
+                                    f"#track-library .track[data-track-id='{track_id}']")
+    assert again.find_element(By.CSS_SELECTOR, "audio").get_attribute("src") in (None, "")

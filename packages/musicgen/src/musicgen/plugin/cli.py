@@ -200,7 +200,7 @@ def generate_command(prompt: str, as_json: bool, format_: str | None, **given) -
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty; describe the music.", param_hint="PROMPT")
     values = settings({**given, "format": format_})
-    generate_and_report(MusicPrompt(" ".join(prompt.split()), "given", "prompt"), values, as_json)
+    generate_and_report(MusicPrompt.given(prompt), values, as_json)
 
 
 @music_group.command("from-text")

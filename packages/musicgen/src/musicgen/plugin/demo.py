@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from musicgen.plugin.models import load_music_model
-from musicgen.plugin.options import split_options
+from musicgen.plugin.preflight import check_music_options
 from musicgen.plugin.prompt import find_llm, llm_hint
 from musicgen.plugin.smoke import NOTICE, SMOKE_ID
 
@@ -56,16 +56,6 @@ def choose_model(model: str, say: Say, *, smoke: bool = False, quantize: int | N
             "HF_HOME to a Hugging Face cache that has it), then run the demo again.")  # fmt: skip
         say(f"Continuing with '{SMOKE_ID}', an {NOTICE}")
         return SMOKE_ID
-
-
-def check_music_options(music: dict, smoke: bool) -> None:
-    """The music step's checks, before the demo ingests or loads anything."""
-    from musicgen.plugin.outputs import check_free, output_path
-    from musicgen.plugin.preflight import check_track
-
-    _, generation, track = split_options({**music, "model": SMOKE_ID} if smoke else music)
-    check_track(generation, track)
-    check_free(output_path(track.output, "", track.format), track.overwrite)
 
 
 def run_demo(

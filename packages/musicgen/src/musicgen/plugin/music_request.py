@@ -15,7 +15,6 @@ Every check runs before the job is queued, and an error names the field at fault
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from rag_core import (
 )
 
 from musicgen.options import GenerationOptions, option_fields
+from musicgen.plugin.options import tool_defaults
 from musicgen.plugin.tracks import TrackError, TrackLibrary
 
 SERVER_SET = ("output", "overwrite")  # the server writes new tracks into its library only
@@ -45,29 +45,12 @@ MAX_K = 50
 MAX_CHARS = {"prompt": 2_000, "question": 2_000, "text": 200_000, "answer": 50_000}
 
 
-def tool_parameters() -> dict[str, inspect.Parameter]:
-    """The music tool's options (after the state), by name, with their annotations evaluated."""
-    run = get_tool("music").run
-    try:
-        signature = inspect.signature(run, eval_str=True)
-    except (NameError, TypeError):
-        signature = inspect.signature(run)
-    names = get_tool("music").option_names() or ()
-    return {n: p for n, p in signature.parameters.items() if n in names}
-
-
 def request_options() -> dict[str, tuple[Any, Any]]:
-    """The tool options a request may set: name -> (type hint, default)."""
-    generation = typing.get_type_hints(GenerationOptions)
-    options = {}
-    for name, parameter in tool_parameters().items():
-        if name in SERVER_SET or name in SOURCES:
-            continue
-        hint = parameter.annotation
-        if hint is inspect.Parameter.empty or isinstance(hint, str):
-            hint = generation.get(name, Any)
-        options[name] = (hint, parameter.default)
-    return options
+    """The tool options a request may set, in the order of the tool's signature: name ->
+    (type hint: GenerationOptions' for its fields, else Any; default)."""
+    hints = typing.get_type_hints(GenerationOptions)
+    return {name: (hints.get(name, Any), default) for name, default in tool_defaults().items()
+            if name not in (*SERVER_SET, *SOURCES)}
 
 
 def describe_fields() -> list[dict]:
@@ -172,8 +155,8 @@ def check_options(values: dict, given: dict, library: TrackLibrary) -> tuple[dic
     """The tool's keyword arguments from merged ``values`` (checked), and the job's lane: the
     registry id of the model in the precision it will be loaded in."""
     from musicgen.errors import AudioError
-    from musicgen.plugin.demo import check_music_options
-    from musicgen.plugin.models import choose_precision, variant_id
+    from musicgen.plugin.models import variant_id
+    from musicgen.plugin.preflight import check_music_options
 
     if "seed" in given and not isinstance(given["seed"], int):
         raise ValueError(f"seed must be an integer (one seed for one track), got "
@@ -190,12 +173,11 @@ def check_options(values: dict, given: dict, library: TrackLibrary) -> tuple[dic
             values[name] = str(_track_path(library, name, values[name]))
     values.update(output=str(library.folder) + os.sep, overwrite=False)
     try:
-        check_music_options(values, smoke=False)  # every option, before anything is queued
+        base, precision = check_music_options(values)  # every option, before it is queued
     except AudioError as exc:  # an unreadable melody or continue_from track
         raise ValueError(str(exc)) from None
     except ModelNotFoundError as exc:
         raise HTTPError(404, str(exc), "model") from None
-    base, precision = choose_precision(model, values.get("quantize"), values.get("dtype", "auto"))
     return values, get_registry().spec(variant_id(base, precision)).id
 
 

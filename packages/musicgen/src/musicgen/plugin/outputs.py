@@ -221,13 +221,19 @@ def reserve_output(path: Path, overwrite: bool) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file (``part_path``),
+    removed if anything fails, renamed into place; AudioError when it cannot be written."""
     tmp = part_path(path)
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         raise AudioError(f"Cannot write {path}: {exc.strerror or exc}.") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -13,11 +13,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musicgen.errors import AudioError, InvalidArgumentError
 from musicgen.options import GenerationOptions
 from musicgen.plugin.options import TrackOptions
+
+if TYPE_CHECKING:
+    from musicgen.plugin.models import Precision
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,28 @@ def check_with_model(
         )
 
 
-def check_track(options: GenerationOptions, track: TrackOptions) -> None:
+def check_track(options: GenerationOptions, track: TrackOptions) -> tuple[str, Precision]:
     """Every check ``make_track`` makes before loading, past those the options made when they
     were made: the model's precision, the audio files, and what its config.json allows
-    (InvalidArgumentError, AudioError, ModelNotFoundError)."""
+    (InvalidArgumentError, AudioError, ModelNotFoundError). Returns the model's base id and
+    the precision it will be loaded in (``choose_precision``)."""
     from musicgen.plugin.models import choose_precision
 
-    choose_precision(track.model, track.quantize, track.dtype)
+    chosen = choose_precision(track.model, track.quantize, track.dtype)
     check_with_model(track.model, options, melody=track.melody,
                      continue_from=track.continue_from)
+    return chosen
+
+
+def check_music_options(music: dict, smoke: bool = False) -> tuple[str, Precision]:
+    """The music tool's checks on ``music`` (its options by name; with ``smoke``, for the
+    smoke checkpoint) before anything is loaded or queued: ``check_track``, then that the
+    output is free. Returns ``check_track``'s base id and precision."""
+    from musicgen.plugin.options import split_options
+    from musicgen.plugin.outputs import check_free, output_path
+    from musicgen.plugin.smoke import SMOKE_ID
+
+    _, generation, track = split_options({**music, "model": SMOKE_ID} if smoke else music)
+    chosen = check_track(generation, track)
+    check_free(output_path(track.output, "", track.format), track.overwrite)
+    return chosen

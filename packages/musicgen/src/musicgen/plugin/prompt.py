@@ -178,6 +178,11 @@ class MusicPrompt:
     llm: str | None = None  # the LLM that wrote the description
     notes: list[str] = field(default_factory=list)  # e.g. why the LLM was not used
 
+    @classmethod
+    def given(cls, text: str) -> MusicPrompt:
+        """A prompt used as it is given (its whitespace collapsed)."""
+        return cls(" ".join(text.split()), "given", "prompt")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -56,7 +56,7 @@ def source_text(state: PipelineState, input: str, text: str | None
 def music_prompt(state: PipelineState, options: PromptOptions) -> MusicPrompt:
     """The music prompt: ``options.prompt`` as it is, else built from the text or the input."""
     if options.prompt is not None:
-        return MusicPrompt(" ".join(options.prompt.split()), "given", "prompt")
+        return MusicPrompt.given(options.prompt)
     source, provenance = source_text(state, options.input, options.text)
     return build_prompt(source, prompt_from=options.prompt_from, llm=options.llm,
                         config=state.config, **provenance)  # fmt: skip

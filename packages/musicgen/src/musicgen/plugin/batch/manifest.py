@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from musicgen.plugin.batch.jobs import Job
-from musicgen.plugin.outputs import find_sidecar
+from musicgen.plugin.outputs import find_sidecar, write_text_atomic
 
 MANIFEST = "manifest.jsonl"
 PARTIAL = "manifest.rank{rank}.jsonl"
 PARTIAL_PATTERN = re.compile(r"manifest\.rank\d+\.jsonl")
+OLD_MANIFEST_PART = f".{MANIFEST}.part"  # the manifest's temporary name in earlier versions
 
 
 def read_sidecar(job: Job, out: Path) -> dict | None:
@@ -57,20 +59,32 @@ def manifest_entry(job: Job, data: dict) -> dict:
     }
 
 
-def remove_leftovers(job: Job, out: Path) -> None:
-    """Temporary files of this job that a killed run of an earlier version left behind (they
-    carry no process id; the job's rank owns them). Later ones: ``remove_stale_parts``."""
-    stem = re.escape(job.id)
-    pattern = re.compile(rf"\.{stem}\.[0-9a-f]+\.part\.\w+|\.{stem}\.json\.part")
-    for path in out.glob(f".{job.id}.*"):
-        if pattern.fullmatch(path.name):
-            path.unlink(missing_ok=True)
+# Temporary names of earlier versions: ``.ID.<hex>.part.FORMAT`` (audio), ``.ID.json.part``
+# (sidecar). They carry no process id; the job's rank owns them.
+LEFTOVER = re.compile(r"\.(?P<id>.+)\.(?:[0-9a-f]+\.part\.\w+|json\.part)")
+
+
+def is_leftover(name: str, ids: Collection[str]) -> bool:
+    """Whether ``name`` is a temporary file that a killed run of an earlier version left
+    behind for one of the jobs ``ids``."""
+    match = LEFTOVER.fullmatch(name)
+    return match is not None and match["id"] in ids
+
+
+def remove_leftovers(jobs: Iterable[Job], out: Path) -> None:
+    """Remove the earlier versions' temporary files of ``jobs`` (one scan of ``out``). Later
+    ones carry their writer's process id: ``remove_stale_parts``."""
+    ids = {job.id for job in jobs}
+    try:
+        with os.scandir(out) as entries:
+            names = [entry.name for entry in entries if entry.name.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        if is_leftover(name, ids):
+            (out / name).unlink(missing_ok=True)
 
 
 def write_lines(path: Path, rows: list[dict]) -> None:
-    """Write JSON lines atomically."""
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Write JSON lines atomically (``write_text_atomic``: AudioError when it cannot)."""
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -25,8 +25,10 @@ from musicgen.plugin.batch.devices import device_name, use_rank_device
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
 from musicgen.plugin.batch.manifest import (
     MANIFEST,
+    OLD_MANIFEST_PART,
     PARTIAL,
     PARTIAL_PATTERN,
+    is_leftover,
     manifest_entry,
     read_sidecar,
     remove_leftovers,
@@ -34,10 +36,11 @@ from musicgen.plugin.batch.manifest import (
 )
 from musicgen.plugin.batch.plan import Agreement, Batch, Plan, build_plan, host_name
 from musicgen.plugin.models import MusicModel, load_music_model
-from musicgen.plugin.prompt import MusicPrompt, build_prompt
+from musicgen.plugin.options import PromptOptions
+from musicgen.plugin.prompt import MusicPrompt
 from musicgen.plugin.sidecar import track_parameters, track_record, write_track
 from musicgen.plugin.smoke import NOTICE
-from musicgen.plugin.tool import source_text
+from musicgen.plugin.tool import music_prompt
 from musicgen.plugin.track import clipping_note, with_cut_note
 
 Log = Callable[[str], None]
@@ -266,6 +269,7 @@ class BatchRun:
             records, timings = self._generate(jobs, [prompts[j.id][0] for j in jobs])
         except Exception as exc:
             return [], failures + self._failures(jobs, exc)
+        remove_leftovers(jobs, self.out)
         entries = []
         for job, (record, audio) in zip(jobs, records, strict=True):
             try:
@@ -292,22 +296,17 @@ class BatchRun:
         return [{"id": job.id, "line": job.line, "error": message} for job in jobs]
 
     def _prompt(self, job: Job) -> MusicPrompt:
-        """The job's music prompt: as given, or built from its text or its retrieved passages."""
-        from rag_core import get_config
+        """The job's music prompt, as the music tool makes it: as given, or built from its text
+        or from the passages retrieved for its query."""
+        from rag_core import PipelineState, get_config, get_tool
 
-        if job.source == "prompt":
-            return MusicPrompt(" ".join(job.input.split()), "given", "prompt")
-        config = get_config()
-        if job.source == "text":
-            source, provenance = job.input, {"input": "text"}
-        else:
-            from rag_core import PipelineState, get_tool
-
-            state = PipelineState(question=job.input, config=config)
+        source = {"input": "retrieved"} if job.source == "query" else {job.source: job.input}
+        options = PromptOptions(**source, prompt_from=self.settings.prompt_from,
+                                llm=self.settings.llm)
+        state = PipelineState(question=job.input, config=get_config())
+        if job.source == "query":
             get_tool("retrieve").run(state, k=self.settings.k)
-            source, provenance = source_text(state, "retrieved", None)
-        prompt = build_prompt(source, prompt_from=self.settings.prompt_from,
-                              llm=self.settings.llm, config=config, **provenance)
+        prompt = music_prompt(state, options)
         for note in prompt.notes:
             self._note_once(note)
         return prompt
@@ -354,7 +353,6 @@ class BatchRun:
     def _write(self, job: Job, record: dict, audio: Any, batch_size: int,
                timings: dict) -> dict:
         """Write the audio, then the sidecar (each atomically); return the sidecar."""
-        remove_leftovers(job, self.out)
         clipping = clipping_note(audio, job.options.normalize, f".{job.options.format}")
         if clipping:
             self.log(f"{self.prefix()}job {job.id}: Note: {clipping}")
@@ -389,11 +387,12 @@ class BatchRun:
         if self.rank == 0:  # nobody writes any more: tidy up what killed runs left behind
             manifest = self.out / MANIFEST
             write_lines(manifest, all_entries)
+            ids = {job.id for job in plan.jobs}
             for path in self.out.iterdir():
-                if PARTIAL_PATTERN.fullmatch(path.name):
+                name = path.name
+                if (PARTIAL_PATTERN.fullmatch(name) or name == OLD_MANIFEST_PART
+                        or is_leftover(name, ids)):
                     path.unlink(missing_ok=True)
-            for job in plan.jobs:
-                remove_leftovers(job, self.out)
         self.agreement.barrier()  # nobody exits (and gets its peers killed) before the manifest
         (self.out / PARTIAL.format(rank=self.rank)).unlink(missing_ok=True)
         return Summary(

@@ -165,10 +165,23 @@ class TrackView {
 
   async load() {
     if (!this.audioUrl) {
-      this.audioUrl = await this.page.blobUrl(this.track.audio);
+      const url = await this.page.blobUrl(this.track.audio);
+      if (this.disposed) {  // dropped while the audio was fetched
+        URL.revokeObjectURL(url);
+        return;
+      }
+      this.audioUrl = url;
       this.audio.src = this.audioUrl;
       this.audio.hidden = false;
     }
+  }
+
+  // Stop the player and free its audio (a blob URL holds the file until it is revoked).
+  dispose() {
+    this.disposed = true;
+    this.audio.pause();
+    if (this.audioUrl) URL.revokeObjectURL(this.audioUrl);
+    this.audioUrl = null;
   }
 
   async showWaveform() {
@@ -205,7 +218,7 @@ class TrackView {
   async remove(onRemoved) {
     if (!window.confirm(`Delete ${this.track.id} and its sidecar?`)) return;
     await this.page.api(`/api/tracks/${encodeURIComponent(this.track.id)}`, { method: "DELETE" });
-    if (this.audioUrl) URL.revokeObjectURL(this.audioUrl);
+    this.dispose();
     this.element.remove();
     onRemoved(this.track);
   }
@@ -320,6 +333,8 @@ class Library {
     this.empty.hidden = tracks.length > 0;
     const views = tracks.map((t) => new TrackView(this.page, t, {
       onRemoved: () => { this.empty.hidden = this.list.children.length > 0; } }));
+    (this.views || []).forEach((v) => v.dispose());  // their blob URLs would leak
+    this.views = views;
     this.list.replaceChildren(...views.map((v) => v.element));
     // Each waveform is fetched when its track scrolls into view.
     this.observer?.disconnect();
