@@ -13,8 +13,8 @@
    (ring backend over loopback; the ranks exchange only the plan and the manifest), one GPU each.
    Prints audio s/s of each and their ratio, and checks that every audio file of the two runs is
    byte-identical (where bytes differ, whether the samples are equal). ``--pin index``: each rank
-   picks its GPU from its local rank (what `music batch` does by itself); ``--pin visible``:
-   CUDA_VISIBLE_DEVICES=MLX_RANK per rank instead. Exit status 3 where the outputs differ.
+   gets the GPU of its local rank from ``mlx-rag`` itself (what a user's run does);
+   ``--pin visible``: CUDA_VISIBLE_DEVICES=MLX_RANK set per rank by a wrapper instead. Exit status 3 where the outputs differ.
 
 The default checkpoint is the untrained smoke checkpoint (random weights at musicgen-small's
 codec rates: 32 kHz, 50 frames/s, 2048 codes; a small decoder), built in a temporary folder.

@@ -20,7 +20,7 @@ import click
 from rag_core import timings
 from rag_core.cli.doctor import version_option
 from rag_core.cli.output import QUIET_KEY
-from rag_core.cli.process import end_process
+from rag_core.cli.process import end_process, pin_rank_gpu
 from rag_core.cli.signals import exit_code, signal_number, terminate_as_interrupt
 from rag_core.config import load_config, set_config
 from rag_core.errors import RagError
@@ -195,7 +195,9 @@ _add_core_commands()
 
 
 def main() -> NoReturn:
-    """Console-script entry point: runs the command, then ends the process (``end_process``)."""
+    """Console-script entry point: pins a launched rank's GPU (``pin_rank_gpu``), runs the
+    command, then ends the process (``end_process``)."""
+    pin_rank_gpu()
     try:
         cli.main(prog_name="mlx-rag")
         code: Any = 0

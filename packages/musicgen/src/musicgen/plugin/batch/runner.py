@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicgen.plugin.batch.devices import device_name, use_rank_device
+import numpy as np
+
+from musicgen.plugin.batch.devices import device_name, shared_gpu_note
 from musicgen.plugin.batch.jobs import BadLine, Job, JobList, Options, read_jobs
 from musicgen.plugin.batch.manifest import (
     MANIFEST,
@@ -117,6 +120,27 @@ def job_checker() -> Callable[[Job], None]:
 # ---- the run ---------------------------------------------------------------------------------
 
 
+@dataclass
+class Generated:
+    """A generated batch on its way to the writer: its jobs with their (record, audio), the
+    batch's timings, each job's prompt time, and the jobs that already failed."""
+
+    jobs: list[Job]
+    records: list[tuple[dict, Any]]
+    timings: dict
+    prompt_s: dict[str, float]
+    failures: list[dict]
+
+
+@dataclass
+class Done:
+    """What a rank's batches have finished so far."""
+
+    entries: list[dict]
+    failed: list[dict]
+    audio_seconds: float = 0.0
+
+
 class BatchRun:
     """One rank's part of a batch run."""
 
@@ -146,7 +170,7 @@ class BatchRun:
 
     def run(self) -> Summary:
         start = time.perf_counter()
-        self.device = device_name(use_rank_device(self.agreement))
+        self._place()
         if self.size > 1:
             self.log(f"{self.prefix()}generating on {self.device} of {self.host}")
         jobs = self._read()
@@ -173,19 +197,36 @@ class BatchRun:
             else:
                 entries.append(manifest_entry(job, data))
         reused = len(entries)
-        audio_seconds = 0.0
         self.total = sum(batch.cost for batch in share)
-        for number, batch in enumerate(share, 1):
-            before = self.progress
-            finished, failures = self._run_batch(batch, partial)
-            self._progress_to(before + batch.cost)
-            self.generated += len(finished)
-            entries += finished
-            failed += failures
-            audio_seconds += sum(e["duration"] for e in finished)
-            self.log(f"{self.prefix()}batch {number}/{len(share)}: {len(finished)} of "
-                     f"{len(batch.jobs)} jobs done")
-        return self._finish(plan, jobs, entries, reused, failed, audio_seconds, start)
+        done = Done(entries, failed)
+        # One writer thread normalizes and writes a batch's tracks while the next one generates;
+        # a stopped run still finishes writing the tracks it generated.
+        with ThreadPoolExecutor(1, thread_name_prefix="batch-writer") as writer:
+            writing: tuple[int, Batch, Future] | None = None
+            try:
+                for number, batch in enumerate(share, 1):
+                    before = self.progress
+                    generated = self._generate_batch(batch)
+                    self._progress_to(before + batch.cost)
+                    if writing is not None:
+                        self._written(*writing, len(share), done)
+                    writing = (number, batch, writer.submit(self._write_batch, generated, partial))
+            finally:
+                if writing is not None:
+                    self._written(*writing, len(share), done)
+        return self._finish(plan, jobs, done.entries, reused, done.failed, done.audio_seconds,
+                            start)
+
+    def _written(self, number: int, batch: Batch, writing: Future, batches: int,
+                 done: Done) -> None:
+        """Wait for a batch's writes and count them."""
+        finished, failures = writing.result()
+        self.generated += len(finished)
+        done.entries += finished
+        done.failed += failures
+        done.audio_seconds += sum(e["duration"] for e in finished)
+        self.log(f"{self.prefix()}batch {number}/{batches}: {len(finished)} of "
+                 f"{len(batch.jobs)} jobs done")
 
     def interrupted(self, how: str = "Interrupted") -> str:
         """What an interrupted run finished and how to resume it (``how``: "Interrupted",
@@ -201,6 +242,18 @@ class BatchRun:
         return (f"{how}: {done} of {self.jobs} jobs are finished ({self.generated} generated "
                 f"by this run, {self.reused} earlier); the jobs being generated left no files. "
                 f"{resume}")
+
+    def _place(self) -> None:
+        """Record where this rank generates (its process's default device), with a note where
+        ranks of this host share one of its GPUs."""
+        import mlx.core as mx
+
+        device = mx.default_device()
+        gpus = mx.device_count(mx.gpu) if device.type == mx.gpu else 0
+        note = shared_gpu_note(self.agreement, device, gpus)
+        self.device = device_name(device)
+        if note:
+            self._note_once(note)
 
     def _note_once(self, note: str) -> None:
         if note not in self.notes:
@@ -252,8 +305,9 @@ class BatchRun:
         if self.on_progress is not None:
             self.on_progress(self.progress, self.total)
 
-    def _run_batch(self, batch: Batch, partial: Path) -> tuple[list[dict], list[dict]]:
-        """Generate one batch; jobs that fail are returned as failures, the others written."""
+    def _generate_batch(self, batch: Batch) -> Generated:
+        """Make the batch's prompts and generate its audio (on this thread: MLX's streams are
+        per thread); jobs that fail are kept as failures."""
         failures: list[dict] = []
         prompts: dict[str, tuple[MusicPrompt, float]] = {}
         for job in batch.jobs:
@@ -264,17 +318,27 @@ class BatchRun:
                 failures += self._failures([job], exc)
         jobs = [job for job in batch.jobs if job.id in prompts]
         if not jobs:
-            return [], failures
+            return Generated([], [], {}, {}, failures)
         try:
             records, timings = self._generate(jobs, [prompts[j.id][0] for j in jobs])
         except Exception as exc:
-            return [], failures + self._failures(jobs, exc)
-        remove_leftovers(jobs, self.out)
+            return Generated([], [], {}, {}, failures + self._failures(jobs, exc))
+        prompt_s = {job_id: seconds for job_id, (_, seconds) in prompts.items()}
+        return Generated(jobs, records, timings, prompt_s, failures)
+
+    def _write_batch(self, generated: Generated, partial: Path) -> tuple[list[dict], list[dict]]:
+        """Write a generated batch's tracks (NumPy only: safe off the generating thread);
+        return its manifest entries and its failures."""
+        failures = list(generated.failures)
+        if not generated.jobs:
+            return [], failures
+        remove_leftovers(generated.jobs, self.out)
         entries = []
-        for job, (record, audio) in zip(jobs, records, strict=True):
+        for job, (record, audio) in zip(generated.jobs, generated.records, strict=True):
             try:
-                data = self._write(job, record, audio, len(jobs),
-                                   {"prompt_s": round(prompts[job.id][1], 3), **timings})
+                data = self._write(job, record, audio, len(generated.jobs),
+                                   {"prompt_s": round(generated.prompt_s[job.id], 3),
+                                    **generated.timings})
             except Exception as exc:
                 failures += self._failures([job], exc)
                 continue
@@ -334,7 +398,7 @@ class BatchRun:
             progress=lambda done, total: self._progress_to(before + done / total * cost),
         )
         generated = time.perf_counter()
-        audio = music.decode(codes)
+        audio = np.array(music.decode(codes))  # the writer thread gets NumPy arrays
         decoded = time.perf_counter()
         timings = {"load_s": round(ready - started, 3),
                    "generate_s": round(generated - ready, 3),
