@@ -14,7 +14,8 @@
    Prints audio s/s of each and their ratio, and checks that every audio file of the two runs is
    byte-identical (where bytes differ, whether the samples are equal). ``--pin index``: each rank
    gets the GPU of its local rank from ``mlx-rag`` itself (what a user's run does);
-   ``--pin visible``: CUDA_VISIBLE_DEVICES=MLX_RANK set per rank by a wrapper instead. Exit status 3 where the outputs differ.
+   ``--pin visible``: CUDA_VISIBLE_DEVICES=MLX_RANK set per rank by a wrapper instead.
+   Exit status 3 where the outputs differ.
 
 The default checkpoint is the untrained smoke checkpoint (random weights at musicgen-small's
 codec rates: 32 kHz, 50 frames/s, 2048 codes; a small decoder), built in a temporary folder.

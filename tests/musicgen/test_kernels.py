@@ -7,6 +7,7 @@ when the kernels are used run everywhere.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import mlx.core as mx
@@ -191,10 +192,28 @@ def test_fused_linear_matches_mlx(dtype, rows, form):
     assert rel_error(got, want) < TOLERANCE[dtype]
 
 
+def force_block_threads(monkeypatch, threads: int | None) -> None:
+    """Run the attention kernels with blocks of ``threads`` (None: as they choose)."""
+    if threads is not None:
+        attention = importlib.import_module("musicgen.kernels.attention")
+        monkeypatch.setattr(attention, "block_threads", lambda blocks, keys=None: threads)
+
+
+def test_attention_blocks_shrink_for_large_batches_and_few_keys():
+    attention = importlib.import_module("musicgen.kernels.attention")
+    assert attention.block_threads(2 * 16) == attention.THREADS  # a cache: keys unknown
+    assert attention.block_threads(2 * 16, keys=12) == 32  # cross-attention over 12 tokens
+    assert attention.block_threads(2 * 16, keys=40) == 64
+    assert attention.block_threads(2 * 16, keys=5000) == attention.THREADS
+    assert attention.block_threads(512 * 16) == attention.block_threads(512 * 16, 12) == 64
+
+
 @cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("masked", [False, True])
-def test_cross_attention_matches_sdpa(dtype, masked):
+@pytest.mark.parametrize("threads", [None, 32, 64])
+def test_cross_attention_matches_sdpa(dtype, masked, threads, monkeypatch):
+    force_block_threads(monkeypatch, threads)
     B, H, S, D, L = 3, 4, 9, 64, 2
     queries = normal((B, L, H * D), 1, dtype=dtype)
     keys, values = normal((B, H, S, D), 2, dtype=dtype), normal((B, H, S, D), 3, dtype=dtype)
@@ -215,7 +234,10 @@ def test_cross_attention_matches_sdpa(dtype, masked):
 @cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("length", [1, 3])
-def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, length):
+@pytest.mark.parametrize("threads", [None, 32, 64])
+def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, length, threads,
+                                                                     monkeypatch):
+    force_block_threads(monkeypatch, threads)
     B, H, T, D, position = 2, 4, 300, 64, 217  # more keys than one block's 256 threads
     keys, values = normal((B, H, T, D), 1, dtype=dtype), normal((B, H, T, D), 2, dtype=dtype)
     mx.eval(keys, values)

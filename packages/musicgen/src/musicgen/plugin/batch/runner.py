@@ -120,6 +120,14 @@ def job_checker() -> Callable[[Job], None]:
 # ---- the run ---------------------------------------------------------------------------------
 
 
+def track_writers() -> int:
+    """Threads that write a batch's tracks at once: the usable cores less one for generating,
+    at most 4 (beyond that the GIL-bound parts of a write dominate)."""
+    from rag_core.blas import usable_cores
+
+    return max(1, min(4, (usable_cores() or 1) - 1))
+
+
 @dataclass
 class Generated:
     """A generated batch on its way to the writer: its jobs with their (record, audio), the
@@ -164,6 +172,7 @@ class BatchRun:
         self.jobs = self.share = self.reused = self.generated = 0  # for ``interrupted``
         self.planned = False
         self.device = "unknown"  # where this rank generates, once the run has started
+        self._tracks: ThreadPoolExecutor | None = None  # writes tracks while the run lasts
 
     def prefix(self) -> str:
         return f"[rank {self.rank}/{self.size}] " if self.size > 1 else ""
@@ -199,9 +208,12 @@ class BatchRun:
         reused = len(entries)
         self.total = sum(batch.cost for batch in share)
         done = Done(entries, failed)
-        # One writer thread normalizes and writes a batch's tracks while the next one generates;
-        # a stopped run still finishes writing the tracks it generated.
-        with ThreadPoolExecutor(1, thread_name_prefix="batch-writer") as writer:
+        # A writer thread normalizes and writes a batch's tracks (several at once: NumPy, SciPy
+        # and the file writes release the GIL) while the next batch generates; a stopped run
+        # still finishes writing the tracks it generated.
+        with (ThreadPoolExecutor(1, thread_name_prefix="batch-writer") as writer,
+              ThreadPoolExecutor(track_writers(), thread_name_prefix="track-writer") as tracks):
+            self._tracks = tracks
             writing: tuple[int, Batch, Future] | None = None
             try:
                 for number, batch in enumerate(share, 1):
@@ -333,12 +345,18 @@ class BatchRun:
         if not generated.jobs:
             return [], failures
         remove_leftovers(generated.jobs, self.out)
+
+        def write(job: Job, record: dict, audio: Any) -> dict:
+            return self._write(job, record, audio, len(generated.jobs),
+                               {"prompt_s": round(generated.prompt_s[job.id], 3),
+                                **generated.timings})
+
+        writes = [self._tracks.submit(write, job, record, audio)
+                  for job, (record, audio) in zip(generated.jobs, generated.records, strict=True)]
         entries = []
-        for job, (record, audio) in zip(generated.jobs, generated.records, strict=True):
+        for job, written in zip(generated.jobs, writes, strict=True):
             try:
-                data = self._write(job, record, audio, len(generated.jobs),
-                                   {"prompt_s": round(generated.prompt_s[job.id], 3),
-                                    **generated.timings})
+                data = written.result()
             except Exception as exc:
                 failures += self._failures([job], exc)
                 continue
