@@ -3,6 +3,7 @@
     python benchmarks/probe_musicgen_kernels.py --micro    # matmul forms, SDPA masks, ...
     python benchmarks/probe_musicgen_kernels.py --steps    # decoder step variants
     python benchmarks/probe_musicgen_kernels.py --choose   # best (ops per buffer, GEMV_ROWS)
+    python benchmarks/probe_musicgen_kernels.py --large-batch  # a large batch's step by parts
 
 Results go to $OUT/probe_*.json; --steps runs once per MLX_MAX_OPS_PER_BUFFER value.
 """
@@ -165,6 +166,65 @@ def steps():
                     ms = (time.perf_counter() - t) / (n - 20) * 1000
                     log(f"step_b{batch}_gemv{gemv}_{mode}_{cross}_ops{TAG}", ms)
 
+
+def large_batch():
+    """The parts of a decoding step at batch 64 and 256 with guidance (musicgen-small's shapes,
+    float16, 24 layers): self-attention over the cache at three positions for each block size
+    of the attention kernel, MLX's SDPA, the projections as matmuls, cross-attention, layer
+    norms, sampling and the heads."""
+    import importlib
+
+    from musicgen import kernels
+
+    attention = importlib.import_module("musicgen.kernels.attention")
+    dt, H, D, L, S, E = mx.float16, 16, 64, 24, 503, 1024
+    shapes = [(3072, E), (E, E), (E, E), (E, E), (4096, E), (E, 4096)]
+    chosen = attention.block_threads
+    for B in (64, 256):
+        R = 2 * B
+        qkv = (mx.random.normal((R, 1, 3 * H * D)) * 0.3).astype(dt)
+        keys, values = mx.zeros((L, R, H, S, D), dt), mx.zeros((L, R, H, S, D), dt)
+        mx.eval(qkv, keys, values)
+        for p in (100, 250, 450):
+            pos = mx.array([p] + [0] * 15, mx.int32)
+            for threads in (32, 64, 128, 256):
+                attention.block_threads = lambda blocks, known=None: threads
+                log(f"b{B}_self_attention_threads{threads}_pos{p}_x24_ms", timeit(lambda: [
+                    kernels.cached_attention(qkv, keys, values, pos, scale=D**-0.5, layer=i)[0]
+                    for i in range(L)], n=10, warm=2))
+            attention.block_threads = chosen
+            q = qkv[:, :, :E].reshape(R, H, 1, D)
+            k, v = keys[0, :, :, : p + 1], values[0, :, :, : p + 1]
+            log(f"b{B}_sdpa_pos{p}_x24_ms", timeit(lambda: [
+                mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5) for _ in range(L)],
+                n=10, warm=2))
+        keys = values = None  # free the caches before the next batch
+        weights = [(mx.random.normal(shape) * 0.02).astype(dt) for shape in shapes]
+        xs = {n: (mx.random.normal((R, 1, n)) * 0.3).astype(dt) for n in (E, 4096)}
+        log(f"b{B}_projections_3d_x24_ms", timeit(lambda: [
+            xs[w.shape[1]] @ w.T for _ in range(L) for w in weights], n=10, warm=2))
+        log(f"b{B}_projections_2d_x24_ms", timeit(lambda: [
+            xs[w.shape[1]].reshape(R, -1) @ w.T for _ in range(L) for w in weights], n=10, warm=2))
+        text = (mx.random.normal((R, H, 24, D)) * 0.3).astype(dt)
+        log(f"b{B}_cross_attention_x24_ms", timeit(lambda: [
+            kernels.attention(xs[E], text, text, scale=D**-0.5) for _ in range(L)], n=10, warm=2))
+        w, b = mx.ones((E,), dt), mx.zeros((E,), dt)
+        log(f"b{B}_layer_norm_x72_ms", timeit(lambda: [
+            mx.fast.layer_norm(xs[E], w, b, 1e-5) for _ in range(3 * L)], n=10, warm=2))
+        logits = mx.random.normal((R, 4, 2048))
+        row_keys = mx.stack([mx.random.key(i) for i in range(B)])
+        fixed = mx.full((B, 4), -1, mx.int32)
+        log(f"b{B}_sample_ms", timeit(lambda: kernels.sample(
+            logits, row_keys, fixed, guidance_scale=3.0, temperature=1.0, top_k=250), n=10))
+        heads = [(mx.random.normal((2048, E)) * 0.02).astype(dt) for _ in range(4)]
+        log(f"b{B}_heads_ms", timeit(lambda: [xs[E] @ h.T for h in heads], n=10))
+
+
+if "--large-batch" in sys.argv:
+    large_batch()
+    with open(os.path.join(OUT, "probe_large_batch.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    results.clear()
 
 if "--micro" in sys.argv:
     log("device", str(mx.default_device()) + " mlx " + mx.__version__)
