@@ -123,9 +123,10 @@ def job_checker() -> Callable[[Job], None]:
 def track_writers() -> int:
     """Threads that write a batch's tracks at once: the usable cores less one for generating,
     at most 4 (beyond that the GIL-bound parts of a write dominate)."""
-    from rag_core.blas import usable_cores
+    import os
 
-    return max(1, min(4, (usable_cores() or 1) - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cores or 1) - 1))
 
 
 @dataclass
