@@ -170,8 +170,8 @@ def steps():
 def large_batch():
     """The parts of a decoding step at batch 64 and 256 with guidance (musicgen-small's shapes,
     float16, 24 layers): self-attention over the cache at three positions for each block size
-    of the attention kernel, MLX's SDPA, the projections as matmuls, cross-attention, layer
-    norms, sampling and the heads."""
+    of the attention kernel (and without loading a chunk's values with its keys), MLX's SDPA,
+    the projections as matmuls, cross-attention, layer norms, sampling and the heads."""
     import importlib
 
     from musicgen import kernels
@@ -179,7 +179,7 @@ def large_batch():
     attention = importlib.import_module("musicgen.kernels.attention")
     dt, H, D, L, S, E = mx.float16, 16, 64, 24, 503, 1024
     shapes = [(3072, E), (E, E), (E, E), (E, E), (4096, E), (E, 4096)]
-    chosen = attention.block_threads
+    chosen, preloaded = attention.block_threads, attention.preloads
     for B in (64, 256):
         R = 2 * B
         qkv = (mx.random.normal((R, 1, 3 * H * D)) * 0.3).astype(dt)
@@ -187,12 +187,15 @@ def large_batch():
         mx.eval(qkv, keys, values)
         for p in (100, 250, 450):
             pos = mx.array([p] + [0] * 15, mx.int32)
-            for threads in (32, 64, 128, 256):
-                attention.block_threads = lambda blocks, known=None: threads
-                log(f"b{B}_self_attention_threads{threads}_pos{p}_x24_ms", timeit(lambda: [
+            variants = [(t, True) for t in (32, 64, 128, 256)] + [(64, False), (256, False)]
+            for threads, preload in variants:
+                attention.block_threads = lambda blocks, *args, threads=threads: threads
+                attention.preloads = lambda head_dim, dtype: preload and preloaded(head_dim, dtype)
+                name = f"b{B}_self_attention_threads{threads}{'' if preload else '_nopreload'}"
+                log(f"{name}_pos{p}_x24_ms", timeit(lambda: [
                     kernels.cached_attention(qkv, keys, values, pos, scale=D**-0.5, layer=i)[0]
                     for i in range(L)], n=10, warm=2))
-            attention.block_threads = chosen
+            attention.block_threads, attention.preloads = chosen, preloaded
             q = qkv[:, :, :E].reshape(R, H, 1, D)
             k, v = keys[0, :, :, : p + 1], values[0, :, :, : p + 1]
             log(f"b{B}_sdpa_pos{p}_x24_ms", timeit(lambda: [

@@ -196,7 +196,7 @@ def force_block_threads(monkeypatch, threads: int | None) -> None:
     """Run the attention kernels with blocks of ``threads`` (None: as they choose)."""
     if threads is not None:
         attention = importlib.import_module("musicgen.kernels.attention")
-        monkeypatch.setattr(attention, "block_threads", lambda blocks, keys=None: threads)
+        monkeypatch.setattr(attention, "block_threads", lambda blocks, *args: threads)
 
 
 def test_attention_blocks_shrink_for_large_batches_and_few_keys():
@@ -206,6 +206,12 @@ def test_attention_blocks_shrink_for_large_batches_and_few_keys():
     assert attention.block_threads(2 * 16, keys=40) == 64
     assert attention.block_threads(2 * 16, keys=5000) == attention.THREADS
     assert attention.block_threads(512 * 16) == attention.block_threads(512 * 16, 12) == 64
+    assert attention.block_threads(128 * 16, preload=True) == 128
+    assert attention.block_threads(512 * 16, preload=True) == 128
+    assert attention.block_threads(100 * 16, preload=True) == attention.THREADS
+    # A chunk's values are loaded with its keys for MusicGen's heads of 64 in half precision.
+    assert attention.preloads(64, mx.float16) and attention.preloads(64, mx.bfloat16)
+    assert not attention.preloads(64, mx.float32) and not attention.preloads(128, mx.float16)
 
 
 @cuda
@@ -234,7 +240,7 @@ def test_cross_attention_matches_sdpa(dtype, masked, threads, monkeypatch):
 @cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("length", [1, 3])
-@pytest.mark.parametrize("threads", [None, 32, 64])
+@pytest.mark.parametrize("threads", [None, 32, 64, 128])
 def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, length, threads,
                                                                      monkeypatch):
     force_block_threads(monkeypatch, threads)

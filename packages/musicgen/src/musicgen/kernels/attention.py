@@ -20,13 +20,17 @@ from musicgen.kernels.compiler import DTYPES, THREADS, build
 # host reads quickly and a kernel slowly.
 POSITION_SLOTS = 16
 
-# Device code shared with the one-kernel step (musicgen.kernels.step): loads of what an earlier
+# Device code shared with the one-kernel step (musicgen.kernels.step), which leaves PRELOAD off
+# (its 512-thread blocks have 128 registers a thread for everything): loads of what an earlier
 # kernel or phase of the same kernel wrote (from L2, never a multiprocessor's stale L1), and the
 # attention of one query over `count` keys and values. The block's warps share the keys, each
 # with an online softmax (lane j scores key base + j, then the warp accumulates the values with
 # its lanes across the head dimension, one vector load per lane and key); the warps' partial
 # results are merged at the end. key_at(t) / value_at(t) point at key and value t (HD values).
 ATTEND = """
+#ifndef PRELOAD
+#define PRELOAD 0
+#endif
 __device__ inline uint4 load16_cg(const void* p) {
   uint4 v;
   asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -75,6 +79,18 @@ __device__ inline void attend(const T* query, KeyAt key_at, ValueAt value_at, in
   for (int e = 0; e < PER_LANE; ++e) acc[e] = 0.0f;
   for (int base = warp * 32; base < count; base += THREADS) {
     const int t = base + lane;
+    const int n = min(32, count - base);
+#if PRELOAD
+    // The chunk's 32 values (this lane's slice of each) are loaded with its key, before the
+    // scores: one trip to memory a chunk rather than one per few values. For small heads in
+    // half precision only (32 registers of values, 32 of the key).
+    LaneValues chunk[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const T* value = value_at(base + j) + lane * PER_LANE;
+      if (j < n) chunk[j] = *reinterpret_cast<const LaneValues*>(value);
+    }
+#endif
     float s = -INFINITY;
     if (t < count) {
       const T* key = key_at(t);
@@ -94,7 +110,16 @@ __device__ inline void attend(const T* query, KeyAt key_at, ValueAt value_at, in
     l = l * correction + warp_sum(p);
 #pragma unroll
     for (int e = 0; e < PER_LANE; ++e) acc[e] *= correction;
-    const int n = min(32, count - base);
+#if PRELOAD
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if (j < n) {
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+        for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(chunk[j].v[e]);
+      }
+    }
+#else
 #pragma unroll 8  // several value loads in flight, not one per iteration
     for (int j = 0; j < n; ++j) {
       const float pj = __shfl_sync(0xffffffffu, p, j);
@@ -103,6 +128,7 @@ __device__ inline void attend(const T* query, KeyAt key_at, ValueAt value_at, in
 #pragma unroll
       for (int e = 0; e < PER_LANE; ++e) acc[e] += pj * to_float(vv.v[e]);
     }
+#endif
     m = m_new;
   }
   if (lane == 0) {
@@ -176,21 +202,36 @@ _ATTENTION = """
 """
 
 
-# Blocks (rows x query positions x heads) from which a block of 2 warps beats one of 8: the
-# merge of 8 warps' partial results costs more than it saves once many (row, head) pairs are in
-# flight. H200, musicgen-small's 16 heads of 64, float16, 24 layers at position 250: 512 rows
-# (batch 256 with guidance) 5.96 ms with 64 threads, 6.38 with 256; 128 rows 2.61 vs 2.46 ms.
+# Threads per block by the number of blocks (rows x query positions x heads), measured on an
+# H200 with musicgen-small's 16 heads of 64 in float16, 24 layers at positions 250 and 450
+# (`probe_musicgen_kernels.py --large-batch`). Self-attention loading a chunk's values with its
+# keys (``preloads``): 4 warps from PRELOADED_BLOCKS on (512 rows, batch 256 with guidance: 4.63
+# and 7.54 ms against 5.78 and 8.53 with 8 warps; 128 rows: 1.97 and 2.85 against 2.21 and
+# 3.06). Otherwise 2 warps from MANY_BLOCKS on (512 rows: 5.96 ms against 6.38 with 8 warps at
+# position 250; 128 rows: 2.61 against 2.46, so not there).
+PRELOADED_BLOCKS = 2048
 MANY_BLOCKS = 4096
 
 
-def block_threads(blocks: int, keys: int | None = None) -> int:
+def block_threads(blocks: int, keys: int | None = None, preload: bool = False) -> int:
     """Threads per block of an attention kernel of ``blocks`` blocks over ``keys`` keys (None:
-    up to a cache's length, known only on the device)."""
+    up to a cache's length, known only on the device), ``preload`` as ``preloads`` says."""
+    if preload and blocks >= PRELOADED_BLOCKS:
+        return 128
     if blocks >= MANY_BLOCKS:
         return 64
     if keys is not None:  # no idle warps where the keys are few (cross-attention's text)
         return min(THREADS, max(32, -(-keys // 32) * 32))
     return THREADS
+
+
+def preloads(head_dim: int, dtype: mx.Dtype) -> bool:
+    """Whether self-attention loads a chunk's values with its keys (``PRELOAD``): heads of up to
+    128 bytes (MusicGen's 64 in half precision), where the values and a key fit in 64 registers
+    a lane. H200, 512 rows at position 250: 4.67 ms against 6.45 with 2-warp blocks.
+    Cross-attention over a short text (one chunk a warp) gains nothing and ran slower with it
+    (1.50 against 1.03 ms at 512 rows), so it never preloads."""
+    return head_dim * dtype.size <= 128
 
 
 def attention_fits(head_dim: int, dtype: mx.Dtype) -> bool:
@@ -242,7 +283,8 @@ def _attention(
     batch, heads, _, head_dim = keys.shape[-4:]
     length = queries.shape[1]
     known_keys = None if position is not None else keys.shape[-2]  # a cache: up to its position
-    threads = block_threads(batch * length * heads, known_keys)
+    preload = position is not None and preloads(head_dim, queries.dtype)
+    threads = block_threads(batch * length * heads, known_keys, preload)
     inputs = [queries, keys, values]
     shapes, dtypes = [(batch, length, heads * head_dim)], [queries.dtype]
     if position is not None:
@@ -267,6 +309,7 @@ def _attention(
         T=queries.dtype,
         HD=head_dim,
         THREADS=threads,
+        PRELOAD=int(preload),
     )
     return kernel(
         inputs,
