@@ -52,8 +52,9 @@ def test_mlx_calls_openblas_whatever_the_import_order(order):
               "mlx first": "import mlx.core as mx\nimport rag_core\n",
               "mlx used first": "import mlx.core as mx\n" + used + "import rag_core\n"}[order]
     report, stderr = run_python(before + REPORT)
-    assert report["optimized"] and report["name"].startswith("OpenBLAS"), report
-    assert report["library"].endswith("libscipy_openblas.so")
+    mkl = blas._mkl_path()  # auto prefers an installed MKL (rag-core[mkl]), else OpenBLAS
+    assert report["optimized"] and report["name"].startswith("MKL" if mkl else "OpenBLAS")
+    assert report["library"] == mkl or report["library"].endswith("libscipy_openblas.so")
     assert report["calls"] == report["library"]  # the slot, not just the status
     assert report["threads"] >= 1
     assert report["error"] < 1e-3
@@ -69,14 +70,75 @@ def test_bundled_leaves_mlx_alone_without_a_note():
     assert "Note:" not in stderr
 
 
+# As if neither MKL nor scipy-openblas32 were installed.
+HIDE = """
+import sys
+from importlib import metadata
+sys.modules['scipy_openblas32'] = None
+found = metadata.distribution
+def distribution(name):
+    if name == 'mkl':
+        raise metadata.PackageNotFoundError(name)
+    return found(name)
+metadata.distribution = distribution
+"""
+
+
 @linux_only
 def test_missing_package_falls_back_with_a_note():
-    hide = "import sys\nsys.modules['scipy_openblas32'] = None  # as if not installed\n"
-    report, stderr = run_python(hide + "import rag_core\n" + REPORT)
+    report, stderr = run_python(HIDE + "import rag_core\n" + REPORT)
     assert not report["optimized"] and blas.PACKAGE in report["reason"]
     assert "libblas" in Path(report["calls"]).name
     assert report["error"] < 1e-3
     assert "Note: MLX's CPU matrix products use" in stderr and "pip install" in stderr
+
+
+@linux_only
+def test_openblas_and_mkl_by_name():
+    report, _ = run_python("import rag_core\n" + REPORT, {blas.ENV: "openblas"})
+    assert report["optimized"] and report["name"].startswith("OpenBLAS"), report
+    assert report["calls"] == report["library"] and report["error"] < 1e-3
+    report, stderr = run_python(HIDE + "import rag_core\n" + REPORT, {blas.ENV: "mkl"})
+    assert not report["optimized"] and report["reason"] == "mkl is not installed: pip install mkl"
+    assert "libblas" in Path(report["calls"]).name and "Note:" in stderr
+
+
+@linux_only
+@pytest.mark.skipif(sys.platform != "linux" or blas._mkl_path() is None,
+                    reason="MKL is not installed (pip install rag-core[mkl])")
+def test_an_installed_mkl_is_preferred_and_takes_the_threads():
+    report, stderr = run_python("import rag_core\n" + REPORT, {blas.THREADS_ENV: "1"})
+    assert report["optimized"] and report["name"].startswith("MKL 20"), report
+    assert report["calls"] == report["library"] == blas._mkl_path()
+    assert report["threads"] == 1 and report["error"] < 1e-3 and "Note:" not in stderr
+    vendor, _ = run_python("import json, rag_core\n"
+                           "print(json.dumps(rag_core.blas_status().vendor))")
+    assert vendor == "mkl"
+
+
+def test_mkl_is_found_in_its_package(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    lib = tmp_path / "lib"  # the environment's lib folder, two levels above site-packages
+    lib.mkdir()
+    (lib / "libmkl_rt.so.3").write_bytes(b"")
+    (tmp_path / "site" / "packages").mkdir(parents=True)
+
+    class Distribution:
+        files = ("../../lib/libmkl_core.so.3", "../../lib/libmkl_rt.so.3", "mkl/__init__.py")
+
+        def locate_file(self, name):
+            return tmp_path / "site" / "packages" / name
+
+    def distribution(name):
+        if name != "mkl":
+            raise metadata.PackageNotFoundError(name)
+        return Distribution()
+
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    assert blas._mkl_path() == os.path.realpath(lib / "libmkl_rt.so.3")
+    (lib / "libmkl_rt.so.3").unlink()
+    assert blas._mkl_path() is None  # listed but gone
 
 
 @linux_only
@@ -122,7 +184,7 @@ def test_torch_keeps_its_own_blas():
     """
     report, _ = run_python(code)
     assert report["status"] and not report["global"]
-    assert all("openblas" not in owner for owner in report["owners"]), report
+    assert all("openblas" not in owner and "mkl_rt" not in owner for owner in report["owners"])
 
 
 def test_macos_and_others_are_left_alone(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 import torch
@@ -89,3 +90,27 @@ def test_cross_attention_keys_and_values_are_computed_once(tiny_model, monkeypat
     # One projection of the text per layer for the whole generation (any other projection is
     # of the one new position of a step).
     assert [n for n in lengths if n != 1] == [text_length] * layers
+
+
+@pytest.mark.parametrize("vendor, left", [("openblas", True), ("mkl", False), (None, True)])
+def test_few_row_products_on_the_cpu_take_the_form_their_blas_streams_fastest(
+    vendor, left, monkeypatch
+):
+    # OpenBLAS streams a weight faster as the left operand (W x^T), MKL as the right (x W^T):
+    # the same product either way.
+    import types
+
+    import rag_core
+    from musicgen import decoder
+
+    monkeypatch.setattr(rag_core, "blas_status", lambda: types.SimpleNamespace(vendor=vendor))
+    decoder.weight_left_on_cpu.cache_clear()
+    try:
+        assert decoder.weight_left_on_cpu() is left
+        layer = nn.Linear(64, 96, bias=False)
+        x, residual = mx.random.normal((2, 1, 64)), mx.random.normal((2, 1, 96))
+        got = decoder.linear(layer, x, residual)
+        want = residual + x @ layer.weight.T
+        assert got.shape == (2, 1, 96) and mx.allclose(got, want, atol=1e-5).item()
+    finally:
+        decoder.weight_left_on_cpu.cache_clear()
