@@ -249,3 +249,23 @@ def test_threads_default_to_the_usable_cores(monkeypatch, caplog):
     assert blas.default_threads() == 2
     monkeypatch.setenv(blas.THREADS_ENV, "many")
     assert blas.default_threads() == 1 and "is not a positive integer" in caplog.text
+
+
+@pytest.mark.parametrize("vendor, setter", [("openblas", "openblas_set_num_threads"),
+                                            ("mkl", "MKL_Set_Num_Threads")])
+def test_blas_threads_limit_while_any_block_runs(monkeypatch, vendor, setter):
+    calls = []
+    monkeypatch.setattr(blas, "_status", blas.BlasStatus("x", True, vendor=vendor))
+    monkeypatch.setattr(blas, "_libraries", [object()])
+    monkeypatch.setattr(blas, "_call", lambda library, name, restype, count:
+                        calls.append((name, count.value)))  # fmt: skip
+    monkeypatch.setattr(blas, "default_threads", lambda: 4)
+    with blas.blas_threads(1):
+        with blas.blas_threads(1):  # another caller's block, overlapping
+            pass
+        assert calls == [(setter, 1)]
+    assert calls == [(setter, 1), (setter, 4)]
+    monkeypatch.setattr(blas, "_libraries", [])  # nothing routed: nothing to set
+    with blas.blas_threads(1):
+        pass
+    assert len(calls) == 2

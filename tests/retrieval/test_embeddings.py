@@ -43,6 +43,28 @@ def test_parity_with_transformers_on_real_minilm(minilm):
     assert (max_abs <= 1e-4).all(), max_abs
 
 
+def test_cpu_batches_run_at_once_and_give_the_same_vectors(minilm, monkeypatch):
+    import threading
+
+    from rag_core.embeddings import sentence_transformer
+
+    embedder, texts = load(minilm), TEXTS * 6  # 30 texts: 8 batches of 4
+    monkeypatch.setattr(sentence_transformer, "cpu_workers", lambda: 1)
+    one_at_a_time = embedder.encode(texts, batch_size=4)
+    threads, embed = set(), embedder._embed
+
+    def embed_and_note(batch):
+        threads.add(threading.current_thread().name)
+        return embed(batch)
+
+    monkeypatch.setattr(embedder, "_embed", embed_and_note)
+    monkeypatch.setattr(sentence_transformer, "cpu_workers", lambda: 3)
+    at_once = embedder.encode(texts, batch_size=4)
+    # The BLAS runs on one thread meanwhile, so its sums may round differently in the last bit.
+    np.testing.assert_allclose(at_once, one_at_a_time, rtol=0, atol=1e-6)
+    assert len(threads) == 3 and all(name.startswith("embed") for name in threads)
+
+
 def test_tokenization_matches_transformers(minilm):
     from transformers import AutoTokenizer
 

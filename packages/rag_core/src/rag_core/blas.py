@@ -30,6 +30,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +205,34 @@ def _route() -> BlasStatus:
         for offset in offsets:
             elf.write_slot(mlx.base + offset, functions[slot])
     return BlasStatus(name, True, path, threads, vendor=vendor)
+
+
+_limits = 0  # open blas_threads() sections
+
+
+@contextmanager
+def blas_threads(count: int) -> Iterator[None]:
+    """Run the routed BLAS on ``count`` threads inside the block, then on its threads again.
+
+    For callers that run MLX on several CPU streams at once (one thread each, e.g. the
+    embedder's batches): a BLAS that also splits each product over every core would have the
+    threads wait for each other. Blocks may overlap (from several threads); the count goes back
+    when the last one ends. Nothing happens where no library was routed."""
+    global _limits
+    library = _libraries[-1] if _libraries else None
+    mkl = _status is not None and _status.vendor == "mkl"
+    setter = "MKL_Set_Num_Threads" if mkl else "openblas_set_num_threads"
+    with _lock:
+        _limits += 1
+        if library is not None and _limits == 1:
+            _call(library, setter, None, ctypes.c_int(max(1, count)))
+    try:
+        yield
+    finally:
+        with _lock:
+            _limits -= 1
+            if library is not None and _limits == 0:
+                _call(library, setter, None, ctypes.c_int(default_threads()))
 
 
 def default_threads() -> int:

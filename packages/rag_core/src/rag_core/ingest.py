@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 CHUNK_TOKENS, CHUNK_TOKENS_OVERLAP = 160, 32  # in the embedding model's tokens
 CHUNK_CHARS, CHUNK_CHARS_OVERLAP = 800, 160  # without a model
-BATCH_CHUNKS = 64  # chunks embedded and committed together
+BATCH_CHUNKS = 128  # chunks embedded (several batches at once on the CPU) and committed together
 
 
 @dataclass

@@ -3,17 +3,72 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
+from rag_core.blas import blas_threads, usable_cores
 from rag_core.embeddings.bert import BertModel
 from rag_core.embeddings.config import BertConfig
 from rag_core.embeddings.pooling import Pooling
 from rag_core.errors import ModelUnavailableError
 
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*/config.json", "vocab.txt"]
+MAX_CPU_WORKERS = 8
+
+
+class CpuThread:
+    """A daemon thread with a CPU stream of its own that runs what it is given, in order.
+
+    MLX's streams belong to the thread that made them, and every thread that makes one gets a
+    worker thread in MLX that does not end with it: threads made per call would pile up (400
+    calls, 800 threads). These live as long as the process; as daemons they never hold its exit
+    up, and MLX's thread-local state of a thread that never ends is never torn down at exit."""
+
+    def __init__(self, name: str):
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, function: Callable, *args: Any) -> Future:
+        done: Future = Future()
+        self._work.put((done, function, args))
+        return done
+
+    def _run(self) -> None:
+        with mx.stream(mx.new_stream(mx.cpu)):
+            while True:
+                done, function, args = self._work.get()
+                if done.set_running_or_notify_cancel():
+                    try:
+                        done.set_result(function(*args))
+                    except BaseException as exc:
+                        done.set_exception(exc)
+
+
+_cpu_threads: list[CpuThread] = []
+_cpu_threads_lock = threading.Lock()
+
+
+def cpu_thread(index: int) -> CpuThread:
+    """The ``index``-th CpuThread of the process (made on first use)."""
+    with _cpu_threads_lock:
+        while len(_cpu_threads) <= index:
+            _cpu_threads.append(CpuThread(f"embed-{len(_cpu_threads)}"))
+        return _cpu_threads[index]
+
+
+def cpu_workers() -> int:
+    """Batches embedded at once: the usable cores (at most MAX_CPU_WORKERS) on the CPU device,
+    one elsewhere (a GPU runs a batch's kernels in parallel itself)."""
+    if mx.default_device() != mx.cpu:
+        return 1
+    return max(1, min(MAX_CPU_WORKERS, usable_cores() or 1))
 
 
 class SentenceEmbedder:
@@ -47,18 +102,37 @@ class SentenceEmbedder:
         return mx.array(ids), mx.array(mask)
 
     def encode(self, texts: list[str] | str, batch_size: int = 32) -> np.ndarray:
-        """Embed texts: (N, dim) float32 (a single string gives (dim,))."""
+        """Embed texts: (N, dim) float32 (a single string gives (dim,)).
+
+        On the CPU, several batches run at once, each on a thread and a CPU stream of its own
+        with the BLAS on one thread: MLX runs a stream's elementwise kernels on one core, and
+        they are about half of an embedding (2 cores, 256 texts: 2.8 s against 4.1 s with one
+        stream and a 2-thread BLAS). The vectors agree to float32 rounding (a BLAS on one
+        thread may sum in another order)."""
         if isinstance(texts, str):
             return self.encode([texts], batch_size)[0]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Batches of similar length waste little compute on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, mask = self.tokenize([texts[i] for i in rows])
-            vectors = self.pooling(self.model(ids, mask), mask).astype(mx.float32)
-            out[rows] = np.array(vectors)
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        workers = min(len(batches), cpu_workers())
+        if workers <= 1:
+            for rows in batches:
+                out[rows] = self._embed([texts[i] for i in rows])
+            return out
+
+        def work(worker: int) -> None:
+            for rows in batches[worker::workers]:
+                out[rows] = self._embed([texts[i] for i in rows])
+
+        with blas_threads(1):
+            for done in [cpu_thread(worker).submit(work, worker) for worker in range(workers)]:
+                done.result()
         return out
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        ids, mask = self.tokenize(texts)
+        return np.array(self.pooling(self.model(ids, mask), mask).astype(mx.float32))
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character (start, end) of each of `text`'s tokens, without special tokens."""
