@@ -63,7 +63,7 @@ def track_errors() -> Iterator[None]:
     try:
         yield
     except TrackError as exc:
-        raise HTTPError(404 if exc.missing else 400, str(exc), "id") from None
+        raise HTTPError(exc.http_status, str(exc), "id") from None
 
 
 def find_track(track_id: str) -> Track:

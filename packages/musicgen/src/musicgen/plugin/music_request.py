@@ -185,7 +185,7 @@ def _track_path(library: TrackLibrary, name: str, track_id: Any) -> Path:
     try:
         return library.get(track_id).path
     except TrackError as exc:
-        raise HTTPError(404 if exc.missing else 400, f"{name}: {exc}", name) from None
+        raise HTTPError(exc.http_status, f"{name}: {exc}", name) from None
 
 
 PASSAGE_FIELDS = {"text": str, "source": str, "lines": list, "id": int, "number": int,

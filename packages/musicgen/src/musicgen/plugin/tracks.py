@@ -42,6 +42,11 @@ class TrackError(RagError):
         super().__init__(message)
         self.missing = missing
 
+    @property
+    def http_status(self) -> int:
+        """404 for a track not in the library, 400 for an id of the wrong form."""
+        return 404 if self.missing else 400
+
 
 def library_dir(config=None) -> Path:
     """The library folder: ``[tools.music] output`` when it names a folder, else the `music`
