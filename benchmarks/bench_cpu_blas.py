@@ -1,0 +1,150 @@
+"""MLX's CPU matrix products by BLAS, at the shapes that decide MusicGen's and BERT's speed.
+
+    python benchmarks/bench_cpu_blas.py            # every BLAS found, each in its own process
+    python benchmarks/bench_cpu_blas.py --layer    # also one all-MiniLM-L6-v2 layer, by part
+
+1. Products: musicgen-small's 24 fc1 weights (4096 x 1024 float32, 403 MB: more than any
+   cache) times 2 rows (batch 1 with guidance), one product per weight, the weight as the left
+   operand ((W x^T)^T) and as the right one (x W^T), in GB/s of weights streamed. MLX runs
+   once per BLAS that rag_core can route (OpenBLAS from scipy-openblas32; MKL where the `mkl`
+   package is installed), each in a fresh process (`MLX_RAG_BLAS=openblas|mkl`); torch's
+   `F.linear` (its own MKL) runs in another, when torch is installed.
+2. `--layer`: one BERT layer of all-MiniLM-L6-v2's shapes at 32 x 160 tokens on MLX's CPU
+   stream, by part (the products, GELU, the attention with its NumPy softmax, layer norms).
+
+Prints Markdown tables (docs/performance.md, "MLX on the Linux CPU").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+LAYERS, ROWS, OUT_DIM, IN_DIM = 24, 2, 4096, 1024
+
+
+def best_ms(run, repeats: int = 10) -> float:
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def products_mlx() -> dict:
+    import mlx.core as mx
+    import numpy as np
+    import rag_core
+
+    rng = np.random.default_rng(0)
+    weights = [mx.array(rng.standard_normal((OUT_DIM, IN_DIM), dtype=np.float32) * 0.02)
+               for _ in range(LAYERS)]  # fmt: skip
+    x = mx.array(rng.standard_normal((ROWS, IN_DIM), dtype=np.float32))
+    mx.eval(weights, x)
+    left = best_ms(lambda: mx.eval([(w @ x.T).T for w in weights]))
+    right = best_ms(lambda: mx.eval([x @ w.T for w in weights]))
+    status = rag_core.blas_status()
+    return {"impl": f"MLX on {status.name}", "threads": status.threads, "left_ms": left,
+            "right_ms": right}
+
+
+def products_torch() -> dict:
+    import torch
+
+    weights = [torch.randn(OUT_DIM, IN_DIM) * 0.02 for _ in range(LAYERS)]
+    x = torch.randn(ROWS, IN_DIM)
+    with torch.no_grad():
+        right = best_ms(lambda: [torch.nn.functional.linear(x, w) for w in weights])
+    return {"impl": f"torch {torch.__version__} `F.linear`", "threads": torch.get_num_threads(),
+            "left_ms": None, "right_ms": right}
+
+
+def layer_parts() -> list[tuple[str, float]]:
+    import mlx.core as mx
+    import mlx.nn as nn
+    import rag_core  # noqa: F401  (routes MLX's BLAS)
+    from rag_core.embeddings.ops import attention, gelu
+
+    batch, length, dim, heads, hidden = 32, 160, 384, 12, 1536
+    x, h = mx.random.normal((batch, length, dim)), mx.random.normal((batch, length, hidden))
+    q = mx.random.normal((batch, heads, length, dim // heads))
+    mask = mx.zeros((batch, 1, 1, length))
+    square, up, down, norm = nn.Linear(dim, dim), nn.Linear(dim, hidden), nn.Linear(hidden, dim), \
+        nn.LayerNorm(dim)  # fmt: skip
+    mx.eval(x, h, q, mask, square.parameters(), up.parameters(), down.parameters(),
+            norm.parameters())  # fmt: skip
+    parts = [("4 products 384 -> 384", lambda: [square(x) for _ in range(4)]),
+             ("product 384 -> 1536", lambda: up(x)), ("product 1536 -> 384", lambda: down(h)),
+             ("GELU on 32 x 160 x 1536", lambda: gelu(h)),
+             ("attention (12 heads, NumPy softmax)", lambda: attention(q, q, q, 0.125, mask)),
+             ("2 layer norms", lambda: [norm(x), norm(x)])]  # fmt: skip
+    return [(name, best_ms(lambda run=run: mx.eval(run()), 5)) for name, run in parts]
+
+
+def child(kind: str) -> dict:
+    """Run one measurement in a fresh process; its JSON."""
+    env = dict(os.environ)
+    if kind in ("openblas", "mkl"):
+        env["MLX_RAG_BLAS"] = kind
+    done = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True,
+                          text=True, env=env, timeout=900)  # fmt: skip
+    if done.returncode:
+        return {"impl": kind, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layer", action="store_true", help="also one BERT layer, by part")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "torch":
+        print(json.dumps(products_torch()))
+        return 0
+    if args.child == "layer":
+        print(json.dumps(layer_parts()))
+        return 0
+    if args.child:
+        print(json.dumps(products_mlx()))
+        return 0
+
+    from importlib import util
+
+    from rag_core.blas import _mkl_path
+
+    kinds = ["openblas"] + ["mkl"] * (_mkl_path() is not None)
+    kinds += ["torch"] * (util.find_spec("torch") is not None)
+    gigabytes = LAYERS * OUT_DIM * IN_DIM * 4 / 1e9
+    print(f"{LAYERS} weights {OUT_DIM} x {IN_DIM} float32 ({gigabytes * 1000:.0f} MB) times "
+          f"{ROWS} rows; best of 10; load average {os.getloadavg()[0]:.1f}\n")
+    print("| implementation | threads | W x^T (weight left) | x W^T (weight right) |")
+    print("|---|---:|---:|---:|")
+    for kind in kinds:
+        row = child(kind)
+        if "error" in row:
+            print(f"| {row['impl']} | | failed: {row['error']} | |")
+            continue
+        cells = [f"{ms:.1f} ms ({gigabytes / ms * 1000:.1f} GB/s)" if ms else ""
+                 for ms in (row["left_ms"], row["right_ms"])]  # fmt: skip
+        print(f"| {row['impl']} | {row['threads']} | {cells[0]} | {cells[1]} |")
+    if args.layer:
+        for kind in kinds[:2] if "mkl" in kinds else kinds[:1]:
+            env_parts = subprocess.run([sys.executable, __file__, "--child", "layer"],
+                                       capture_output=True, text=True, timeout=900,
+                                       env=dict(os.environ, MLX_RAG_BLAS=kind))  # fmt: skip
+            parts = json.loads(env_parts.stdout.strip().splitlines()[-1])
+            print(f"\nOne all-MiniLM-L6-v2 layer at 32 x 160 tokens, MLX on {kind}:\n")
+            print("| part | ms |\n|---|---:|")
+            for name, ms in parts:
+                print(f"| {name} | {ms:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
