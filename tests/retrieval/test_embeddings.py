@@ -115,3 +115,17 @@ def test_missing_weights_are_a_clear_error(tiny_bert, tmp_path):
         (tmp_path / name).write_bytes((tiny_bert / name).read_bytes())
     with pytest.raises(ModelUnavailableError, match="safetensors"):
         load(tmp_path)
+
+
+def test_gelu_on_the_cpu_equals_the_compiled_kernel():
+    # NumPy in place, a block at a time, in float32: the same results as MLX's kernel.
+    from rag_core.embeddings import ops
+
+    values = mx.concatenate([mx.random.normal((70_000,)) * 3,
+                             mx.array([0.0, 10.0, -10.0, 4.5, -4.5, 1e-8, -1e-8])])  # fmt: skip
+    want = np.array(ops._gelu(values))
+    got = ops.gelu(mx.array(np.array(values)))  # a fresh array: its buffer is reused
+    assert got.dtype == mx.float32 and got.shape == values.shape
+    np.testing.assert_array_equal(np.array(got), want)
+    strided = mx.array(np.array(values))[::2]  # not contiguous: MLX's kernel instead
+    np.testing.assert_array_equal(np.array(ops.gelu(strided)), want[::2])

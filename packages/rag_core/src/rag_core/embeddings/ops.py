@@ -6,8 +6,8 @@ on every hidden unit (GELU) and exp on every attention score (softmax): at all-M
 shapes they were over half of an embedding on the CPU once the matrix products ran on OpenBLAS.
 
 - ``gelu``: erf by a rational approximation accurate to float32 rounding (|error| < 2e-6),
-  compiled into one fused kernel (on the CPU when a C++ compiler is found, else as separate
-  elementwise operations, still 2.5x faster than MLX's erf).
+  compiled into one fused kernel; on the CPU in float32 the same operations in NumPy, in place,
+  a cache-sized block at a time (1.8x the compiled kernel there).
 - ``attention``: on the CPU device the softmax runs in NumPy, in place on MLX's buffer;
   elsewhere ``mx.fast.scaled_dot_product_attention``.
 """
@@ -27,6 +27,9 @@ ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
          -7.37332916720468e-03, -1.42647390514189e-02)  # fmt: skip
 
 
+SQRT_HALF = 0.7071067811865476
+
+
 def erf(x: mx.array) -> mx.array:
     x = mx.clip(x, -4.0, 4.0)
     x2 = x * x
@@ -39,9 +42,48 @@ def erf(x: mx.array) -> mx.array:
 
 
 @mx.compile  # per shape: 2.5x faster than shapeless=True here (a retrace per shape is cheap)
+def _gelu(x: mx.array) -> mx.array:
+    return 0.5 * x * (1.0 + erf(x * SQRT_HALF))
+
+
 def gelu(x: mx.array) -> mx.array:
-    """GELU in the exact (erf) form, BERT's "gelu"."""
-    return 0.5 * x * (1.0 + erf(x * 0.7071067811865476))
+    """GELU in the exact (erf) form, BERT's "gelu". On the CPU device, in float32, it is
+    computed by NumPy in place on MLX's buffer, a cache-sized block at a time: the same
+    float32 operations in the same order (equal results), 1.8x faster than MLX's compiled
+    kernel (32 x 160 x 1536 values: 32 ms against 60 ms on the 2-core VM). There ``x``'s
+    buffer becomes the result: pass an array nothing else uses (a product's fresh output)."""
+    if mx.default_device() != mx.cpu or x.dtype != mx.float32:
+        return _gelu(x)
+    mx.eval(x)
+    values = np.asarray(x)  # MLX's buffer, no copy
+    if not (values.flags.c_contiguous and values.flags.writeable):
+        return _gelu(x)
+    _gelu_in_place(values.reshape(-1))
+    return x
+
+
+def _gelu_in_place(values: np.ndarray, block: int = 1 << 15) -> None:
+    scaled, p, q, x2 = (np.empty(block, np.float32) for _ in range(4))
+    for start in range(0, values.size, block):
+        chunk = values[start : start + block]
+        n = chunk.size
+        t, pp, qq, tt = scaled[:n], p[:n], q[:n], x2[:n]
+        np.multiply(chunk, np.float32(SQRT_HALF), out=t)
+        np.clip(t, -4.0, 4.0, out=t)
+        np.multiply(t, t, out=tt)
+        pp.fill(ERF_P[0])
+        for c in ERF_P[1:]:
+            pp *= tt
+            pp += np.float32(c)
+        qq.fill(ERF_Q[0])
+        for c in ERF_Q[1:]:
+            qq *= tt
+            qq += np.float32(c)
+        pp *= t
+        pp /= qq  # erf(x / sqrt(2))
+        pp += 1.0
+        pp *= 0.5
+        chunk *= pp
 
 
 ACTIVATIONS = {"gelu": gelu, "gelu_new": nn.gelu_approx, "relu": nn.relu, "silu": nn.silu}
