@@ -101,6 +101,11 @@ def test_openblas_and_mkl_by_name():
     report, stderr = run_python(HIDE + "import rag_core\n" + REPORT, {blas.ENV: "mkl"})
     assert not report["optimized"] and report["reason"] == "mkl is not installed: pip install mkl"
     assert "libblas" in Path(report["calls"]).name and "Note:" in stderr
+    broken = ("import rag_core.blas as b\nb._mkl_path = lambda: None\n"
+              "b._installed = lambda package: True  # mkl without its threading layer\n")
+    report, stderr = run_python(broken + REPORT, {blas.ENV: "mkl"})
+    assert not report["optimized"] and "pip install intel-openmp" in report["reason"]
+    assert report["error"] < 1e-3 and "Note:" in stderr
 
 
 @linux_only
@@ -121,8 +126,10 @@ def test_mkl_is_found_in_its_package(tmp_path, monkeypatch):
 
     lib = tmp_path / "lib"  # the environment's lib folder, two levels above site-packages
     lib.mkdir()
-    (lib / "libmkl_rt.so.3").write_bytes(b"")
+    for name in ("libmkl_rt.so.3", "libmkl_core.so.3", "libmkl_intel_thread.so.3"):
+        (lib / name).write_bytes(b"")
     (tmp_path / "site" / "packages").mkdir(parents=True)
+    monkeypatch.delenv("MKL_THREADING_LAYER", raising=False)
 
     class Distribution:
         files = ("../../lib/libmkl_core.so.3", "../../lib/libmkl_rt.so.3", "mkl/__init__.py")
@@ -136,6 +143,12 @@ def test_mkl_is_found_in_its_package(tmp_path, monkeypatch):
         return Distribution()
 
     monkeypatch.setattr(metadata, "distribution", distribution)
+    # intel-openmp's libiomp5 missing: MKL would end the process at its first product
+    assert blas._mkl_path() is None
+    monkeypatch.setenv("MKL_THREADING_LAYER", "SEQUENTIAL")  # the user chose another layer
+    assert blas._mkl_path() == os.path.realpath(lib / "libmkl_rt.so.3")
+    monkeypatch.delenv("MKL_THREADING_LAYER")
+    (lib / "libiomp5.so").write_bytes(b"")
     assert blas._mkl_path() == os.path.realpath(lib / "libmkl_rt.so.3")
     (lib / "libmkl_rt.so.3").unlink()
     assert blas._mkl_path() is None  # listed but gone

@@ -172,8 +172,11 @@ def _route() -> BlasStatus:
     path = named() if named else os.path.realpath(choice)
     if path is None:
         package = MKL_PACKAGE if choice.lower() == "mkl" else PACKAGE
-        return BlasStatus(current.name, False, current.library,
-                          reason=f"{package} is not installed: pip install {package}")
+        reason = f"{package} is not installed: pip install {package}"
+        if package == MKL_PACKAGE and _installed(MKL_PACKAGE):
+            reason = ("MKL's threading layer is incomplete (libiomp5 or libmkl_intel_thread "
+                      "missing): pip install intel-openmp, or set MKL_THREADING_LAYER")
+        return BlasStatus(current.name, False, current.library, reason=reason)
     if not named and not Path(path).is_file():
         return BlasStatus(current.name, False, current.library,
                           reason=f"{ENV}={choice!r} is neither 'auto', 'mkl', 'openblas', "
@@ -279,10 +282,30 @@ def _mkl_path() -> str | None:
         return None
     found = sorted(str(f) for f in files if Path(str(f)).name.startswith("libmkl_rt.so"))
     for name in found:
-        path = metadata.distribution(MKL_PACKAGE).locate_file(name)
-        if Path(path).is_file():
+        path = Path(metadata.distribution(MKL_PACKAGE).locate_file(name))
+        if path.is_file() and _mkl_layers_present(path.parent):
             return os.path.realpath(path)
     return None
+
+
+def _installed(package: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _mkl_layers_present(folder: Path) -> bool:
+    """Whether libmkl_rt's default layers are beside it: MKL loads them at its first product
+    and ends the process where one is missing (intel-openmp's libiomp5 is a dependency of the
+    `mkl` package, but can be uninstalled). A user who set MKL_THREADING_LAYER chose them."""
+    needed = ["libmkl_core.so*"]
+    if not os.environ.get("MKL_THREADING_LAYER"):
+        needed += ["libmkl_intel_thread.so*", "libiomp5.so*"]
+    return all(glob.glob(str(folder / pattern)) for pattern in needed)
 
 
 def _mkl_name(library: ctypes.CDLL) -> str:
