@@ -2,7 +2,8 @@
 # Issue 16's GPU rows in two commands of under 9 minutes each on a host with two GPUs, from a
 # fresh machine: installs MLX and the wheels the image lacks (no network), then benchmarks.
 #   bash benchmarks/gpu_session.sh OUT A   # kernel tests; musicgen-small batch 1 (ours float16,
-#                                          # transformers, fast-musicgen) and batches 64-256
+#                                          # transformers, fast-musicgen) and batches 64-256;
+#                                          # a large batch's step by parts
 #   bash benchmarks/gpu_session.sh OUT B   # music batch on 1 GPU vs 2 ranks on 2 GPUs;
 #                                          # musicgen-medium and -large at batch 1 (all three)
 #   bash benchmarks/gpu_session.sh OUT A --dry-run   # this script's logic on a CPU machine:
@@ -19,6 +20,7 @@ part=${2:?usage: gpu_session.sh OUT A|B [--dry-run]}
 dry=${3:-}
 [[ $part == A || $part == B ]] || { echo "part must be A or B, got $part" >&2; exit 2; }
 mkdir -p "$out"
+export OUT=$out  # where the probes write their JSON
 log="$out/session_$part.log"
 : >"$log"
 start=$SECONDS
@@ -91,6 +93,9 @@ if [[ $part == A ]]; then
   # Large batches, one key per prompt as `music batch` samples (ours only).
   bench small_batch 150 --models small --checkpoint-root "$ckpt" --duration $dur --batch $big \
     --dtype $dt --per-row-keys --no-reference --repeat 1
+  # A large batch's decoding step by parts (attention per block size, projections, ...).
+  [[ $dry == --dry-run ]] || step probe-large-batch 60 '_ms: ' $py \
+    benchmarks/probe_musicgen_kernels.py --large-batch
   # The CUDA kernels against plain MLX (skipped without CUDA); float32 matmuls in full float32.
   MLX_ENABLE_TF32=0 step kernel-tests 240 '^FAILED|passed|failed|skipped|error' \
     $py -m pytest -q -p no:cacheprovider -rf tests/musicgen/test_kernels.py \
