@@ -153,3 +153,25 @@ def test_the_cli_streams_to_the_output_file(tiny_path, tmp_path):
 
     code, output = run_cli(*args, "--stream", "--output", tmp_path / "x.ogg")
     assert code == 1 and "use a .wav or .flac file" in output
+
+
+def test_chunked_decoding_checks_the_codes_once_and_clearly(tiny_model, monkeypatch):
+    # decode_chunks checks the shape; the stream decoder checks the values (one read-back).
+    from musicgen import streaming
+    from musicgen.encodec import quantizer
+    from musicgen.streaming import decode_in_chunks
+
+    codec, k = tiny_model.codec, tiny_model.num_codebooks
+    reads, outer = [], []
+    check, outer_check = quantizer.ResidualVectorQuantizer.check_codes, streaming.check_codes
+    monkeypatch.setattr(quantizer.ResidualVectorQuantizer, "check_codes",
+                        lambda self, codes: reads.append(1) or check(self, codes))  # fmt: skip
+    monkeypatch.setattr(streaming, "check_codes", lambda *args, **kwargs:
+                        outer.append(kwargs.get("values", True)) or outer_check(*args, **kwargs))
+    good = mx.zeros((1, k, 12), mx.int32)
+    assert decode_in_chunks(codec, good, chunk_frames=5).shape[0] == 1
+    assert len(reads) == 3 and outer == [False] * 3  # the values are read back once a chunk
+    with pytest.raises(InvalidArgumentError, match="codes range over"):
+        decode_in_chunks(codec, good + codec.config.codebook_size, chunk_frames=5)
+    with pytest.raises(InvalidArgumentError, match=f"with 1 to {k} codebooks"):
+        decode_in_chunks(codec, mx.zeros((1, k + 1, 12), mx.int32), chunk_frames=5)

@@ -18,10 +18,13 @@ from musicgen.generate import GenerationStep
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
-def check_codes(codes: Any, num_codebooks: int, vocab_size: int) -> mx.array:
+def check_codes(codes: Any, num_codebooks: int, vocab_size: int, *,
+                values: bool = True) -> mx.array:
     """Codes (batch, num_codebooks, frames) with values in [0, vocab_size), as int32.
 
-    Anything else raises InvalidArgumentError saying what is expected.
+    Anything else raises InvalidArgumentError saying what is expected. ``values=False`` checks
+    the shape and the type only, for a caller whose next step checks the values (reading them
+    back from the device is what costs).
     """
     codes = mx.array(codes) if not isinstance(codes, mx.array) else codes
     if codes.ndim != 3 or codes.shape[1] != num_codebooks or codes.shape[2] < 1:
@@ -30,7 +33,7 @@ def check_codes(codes: Any, num_codebooks: int, vocab_size: int) -> mx.array:
         )
     if not mx.issubdtype(codes.dtype, mx.integer):
         raise InvalidArgumentError(f"codes must be integers, got {codes.dtype}.")
-    if codes.size and (mx.min(codes).item() < 0 or mx.max(codes).item() >= vocab_size):
+    if values and codes.size and (mx.min(codes).item() < 0 or mx.max(codes).item() >= vocab_size):
         raise InvalidArgumentError(f"codes must lie in [0, {vocab_size}).")
     return codes.astype(mx.int32)
 

@@ -60,7 +60,7 @@ def decode_chunks(
     decoders = [codec.stream_decoder() for _ in range(channels)]
     vocab = codec.config.codebook_size
     for codes in chunks:
-        codes = check_codes(codes, num_codebooks, vocab)
+        codes = check_codes(codes, num_codebooks, vocab, values=False)  # push checks values
         audio = _joined([d.push(codes[:, c::channels]) for c, d in enumerate(decoders)])
         if audio.shape[2]:
             yield audio
