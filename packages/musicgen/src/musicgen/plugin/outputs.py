@@ -70,6 +70,13 @@ def _describes(sidecar: Path, audio: Path) -> bool:
     return isinstance(data, dict) and Path(str(data.get("path", ""))).name == audio.name
 
 
+def output_folder(output: str | os.PathLike) -> Path | None:
+    """The folder ``output`` names (it ends in a separator, or is an existing folder); None
+    where it names a file."""
+    path = Path(output).expanduser()
+    return path if str(output).endswith(("/", os.sep)) or path.is_dir() else None
+
+
 def output_path(output: str | os.PathLike | None, prompt: str, format: str | None) -> Path:
     """The audio file to write.
 
@@ -84,14 +91,10 @@ def output_path(output: str | os.PathLike | None, prompt: str, format: str | Non
     if output is not None and not str(output).strip():
         raise InvalidArgumentError("output is empty: give a file name such as track.wav, or "
                                    "a folder.")  # fmt: skip
-    folder = None
-    if output is None:
-        folder = home_dir() / "music"
-    else:
+    folder = home_dir() / "music" if output is None else output_folder(output)
+    if folder is None:
         path = Path(output).expanduser()
-        if str(output).endswith(("/", os.sep)) or path.is_dir():
-            folder = path
-        elif path.suffix.lower() in {f".{f}" for f in FORMATS}:
+        if path.suffix.lower() in {f".{f}" for f in FORMATS}:
             suffix = path.suffix.lower()[1:]
             if format is not None and format != suffix:
                 raise InvalidArgumentError(
@@ -99,11 +102,10 @@ def output_path(output: str | os.PathLike | None, prompt: str, format: str | Non
                     "change one of the two."
                 )
             return path
-        else:
-            raise InvalidArgumentError(
-                f"output '{output}' must end in .wav, .flac or .ogg, or be a folder (end it "
-                "with '/' to create one)."
-            )
+        raise InvalidArgumentError(
+            f"output '{output}' must end in .wav, .flac or .ogg, or be a folder (end it "
+            "with '/' to create one)."
+        )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     slug = "-".join(re.findall(r"[a-z0-9]+", prompt.lower())[:6])[:48] or "track"
     path = folder / f"{stamp}-{slug}.{format or 'wav'}"

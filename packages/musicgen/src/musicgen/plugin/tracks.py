@@ -27,6 +27,7 @@ from rag_core import RagError
 from musicgen.plugin.outputs import (
     FORMATS,
     find_sidecar,
+    output_folder,
     remove_stale_parts,
     sidecar_path,
 )
@@ -54,11 +55,8 @@ def library_dir(config=None) -> Path:
     from rag_core import get_config, home_dir
 
     output = (config or get_config()).tool_options("music").get("output")
-    if isinstance(output, str) and output.strip():
-        folder = Path(output).expanduser()
-        if output.endswith(("/", os.sep)) or folder.is_dir():
-            return folder
-    return home_dir() / "music"
+    folder = output_folder(output) if isinstance(output, str) and output.strip() else None
+    return folder or home_dir() / "music"
 
 
 def check_track_id(track_id: Any) -> str:
