@@ -102,7 +102,7 @@ def test_openblas_and_mkl_by_name():
     assert not report["optimized"] and report["reason"] == "mkl is not installed: pip install mkl"
     assert "libblas" in Path(report["calls"]).name and "Note:" in stderr
     broken = ("import rag_core.blas as b\nb._mkl_path = lambda: None\n"
-              "b._installed = lambda package: True  # mkl without its threading layer\n")
+              "b._distribution = lambda package: object()  # mkl without its threading layer\n")
     report, stderr = run_python(broken + REPORT, {blas.ENV: "mkl"})
     assert not report["optimized"] and "pip install intel-openmp" in report["reason"]
     assert report["error"] < 1e-3 and "Note:" in stderr

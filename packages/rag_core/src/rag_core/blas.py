@@ -42,6 +42,8 @@ MKL_PACKAGE = "mkl"  # Intel's MKL; libmkl_rt's cblas_sgemm is LP64 unless told 
 ROUTED = ("cblas_sgemm", "cblas_dgemm", "cblas_cgemm")  # what libmlx imports from a BLAS
 MLX_LIBRARY = "libmlx.so"
 BUNDLED = f"{ENV}=bundled"  # the reason when the user chose MLX's own BLAS
+# How each routed library takes its thread count (a library of unknown make: OpenBLAS's name).
+THREAD_SETTERS = {"mkl": "MKL_Set_Num_Threads", "openblas": "openblas_set_num_threads"}
 PREFIXES = ("scipy_", "")  # scipy-openblas32's names, then plain ones (a user's library)
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ def _route() -> BlasStatus:
     if path is None:
         package = MKL_PACKAGE if choice.lower() == "mkl" else PACKAGE
         reason = f"{package} is not installed: pip install {package}"
-        if package == MKL_PACKAGE and _installed(MKL_PACKAGE):
+        if package == MKL_PACKAGE and _distribution(MKL_PACKAGE) is not None:
             reason = ("MKL's threading layer is incomplete (libiomp5 or libmkl_intel_thread "
                       "missing): pip install intel-openmp, or set MKL_THREADING_LAYER")
         return BlasStatus(current.name, False, current.library, reason=reason)
@@ -191,7 +193,7 @@ def _route() -> BlasStatus:
         return BlasStatus(current.name, False, current.library,
                           reason=f"{path} has no {', '.join(missing)}")
     if _symbol(library, "MKL_Get_Version_String") is not None:
-        _call(library, "MKL_Set_Num_Threads", None, ctypes.c_int(default_threads()))
+        _call(library, THREAD_SETTERS["mkl"], None, ctypes.c_int(default_threads()))
         name, vendor = _mkl_name(library), "mkl"
         threads = _call(library, "MKL_Get_Max_Threads", ctypes.c_int)
     else:
@@ -200,7 +202,7 @@ def _route() -> BlasStatus:
             return BlasStatus(current.name, False, current.library,
                               reason=f"{path} is an ILP64 build (64-bit integers); MLX needs "
                                      f"LP64")
-        _call(library, "openblas_set_num_threads", None, ctypes.c_int(default_threads()))
+        _call(library, THREAD_SETTERS["openblas"], None, ctypes.c_int(default_threads()))
         name, vendor = _describe(library, config), "openblas" if config else None
         threads = _call(library, "openblas_get_num_threads", ctypes.c_int)
     _libraries.append(library)
@@ -224,7 +226,7 @@ def blas_threads(count: int) -> Iterator[None]:
     global _limits
     library = _libraries[-1] if _libraries else None
     mkl = _status is not None and _status.vendor == "mkl"
-    setter = "MKL_Set_Num_Threads" if mkl else "openblas_set_num_threads"
+    setter = THREAD_SETTERS["mkl" if mkl else "openblas"]
     with _lock:
         _limits += 1
         if library is not None and _limits == 1:
@@ -273,29 +275,27 @@ def _openblas_path() -> str | None:
 
 def _mkl_path() -> str | None:
     """libmkl_rt of an installed ``mkl`` package (its wheel puts the libraries in the
-    environment's lib folder); None when it is not installed."""
-    from importlib import metadata
-
-    try:
-        files = metadata.distribution(MKL_PACKAGE).files or []
-    except metadata.PackageNotFoundError:
+    environment's lib folder) with its threading layer; None otherwise."""
+    package = _distribution(MKL_PACKAGE)
+    if package is None:
         return None
-    found = sorted(str(f) for f in files if Path(str(f)).name.startswith("libmkl_rt.so"))
+    files = (str(f) for f in package.files or [])
+    found = sorted(f for f in files if Path(f).name.startswith("libmkl_rt.so"))
     for name in found:
-        path = Path(metadata.distribution(MKL_PACKAGE).locate_file(name))
+        path = Path(package.locate_file(name))
         if path.is_file() and _mkl_layers_present(path.parent):
             return os.path.realpath(path)
     return None
 
 
-def _installed(package: str) -> bool:
+def _distribution(package: str):
+    """The installed distribution ``package`` (importlib.metadata); None when not installed."""
     from importlib import metadata
 
     try:
-        metadata.distribution(package)
+        return metadata.distribution(package)
     except metadata.PackageNotFoundError:
-        return False
-    return True
+        return None
 
 
 def _mkl_layers_present(folder: Path) -> bool:
