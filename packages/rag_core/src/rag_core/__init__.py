@@ -12,9 +12,10 @@ pipelines and jobs, the config and the data dir (``home_dir``), the hub (``resol
 ``looks_like_repo_id``), retrieval and the LLM (``retrieve``, ``ingest_paths``, ``get_llm``),
 the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``echo_json``,
 ``echo_table``, ``exit_code``, ``interrupted_by``), the phases MLX_RAG_TIMINGS prints
-(``mark_phase``), the BLAS MLX's CPU products run on (``blas_status``), the server's
-(``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``) and the errors. Helpers that would
-slow ``import rag_core`` (the CLI, the store, the web stack) load on first use.
+(``mark_phase``), the BLAS MLX's CPU products run on and the cores (``blas_status``,
+``usable_cores``), the server's (``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``) and
+the errors. Helpers that would slow ``import rag_core`` (the CLI, the store, the web stack) load
+on first use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rag_core.blas import blas_status, route_mlx_blas
+from rag_core.blas import blas_status, route_mlx_blas, usable_cores
 from rag_core.config import Config, get_config, home_dir, load_config, set_config
 from rag_core.errors import (
     ConfigError,
@@ -151,6 +152,7 @@ __all__ = [
     "run_pipeline",
     "set_config",
     "short",
+    "usable_cores",
 ]
 
 route_mlx_blas()  # MLX's CPU matrix products through an optimized BLAS (rag_core.blas)

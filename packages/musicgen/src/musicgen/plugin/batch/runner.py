@@ -123,10 +123,9 @@ def job_checker() -> Callable[[Job], None]:
 def track_writers() -> int:
     """Threads that write a batch's tracks at once: the usable cores less one for generating,
     at most 4 (beyond that the GIL-bound parts of a write dominate)."""
-    import os
+    from rag_core import usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, (cores or 1) - 1))
+    return max(1, min(4, (usable_cores() or 1) - 1))
 
 
 @dataclass
