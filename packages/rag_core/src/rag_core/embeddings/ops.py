@@ -63,27 +63,26 @@ def gelu(x: mx.array) -> mx.array:
 
 
 def _gelu_in_place(values: np.ndarray, block: int = 1 << 15) -> None:
-    scaled, p, q, x2 = (np.empty(block, np.float32) for _ in range(4))
+    scratch = np.empty((4, block), np.float32)  # erf's argument, its square, P and Q
     for start in range(0, values.size, block):
         chunk = values[start : start + block]
-        n = chunk.size
-        t, pp, qq, tt = scaled[:n], p[:n], q[:n], x2[:n]
+        t, t2, p, q = scratch[:, : chunk.size]
         np.multiply(chunk, np.float32(SQRT_HALF), out=t)
         np.clip(t, -4.0, 4.0, out=t)
-        np.multiply(t, t, out=tt)
-        pp.fill(ERF_P[0])
+        np.multiply(t, t, out=t2)
+        p.fill(ERF_P[0])
         for c in ERF_P[1:]:
-            pp *= tt
-            pp += np.float32(c)
-        qq.fill(ERF_Q[0])
+            p *= t2
+            p += np.float32(c)
+        q.fill(ERF_Q[0])
         for c in ERF_Q[1:]:
-            qq *= tt
-            qq += np.float32(c)
-        pp *= t
-        pp /= qq  # erf(x / sqrt(2))
-        pp += 1.0
-        pp *= 0.5
-        chunk *= pp
+            q *= t2
+            q += np.float32(c)
+        p *= t
+        p /= q  # erf(x / sqrt(2))
+        p += 1.0
+        p *= 0.5
+        chunk *= p
 
 
 ACTIVATIONS = {"gelu": gelu, "gelu_new": nn.gelu_approx, "relu": nn.relu, "silu": nn.silu}
