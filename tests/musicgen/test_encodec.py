@@ -150,3 +150,34 @@ def test_encodec_32khz_shapes(checkpoint):
     streamed = mx.concatenate([*pieces, decoder.flush()], axis=2)
     assert [p.shape[2] // 640 for p in pieces] == [1, 1, 4]
     np.testing.assert_allclose(np.array(streamed), np.array(whole), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride, dilation, taps", [(1, 1, 7), (1, 2, 3), (4, 1, 8), (1, 1, 1)])
+def test_conv1d_as_products_matches_mlx_conv(stride, dilation, taps):
+    """The per-tap products give mx.conv1d's output (same shape, float rounding apart)."""
+    from musicgen.encodec.conv import conv1d
+
+    x = mx.random.normal((2, 37, 5), key=mx.random.key(0))
+    weight = mx.random.normal((6, taps, 5), key=mx.random.key(1))
+    ours = conv1d(x, weight, stride, dilation)
+    expected = mx.conv1d(x, weight, stride=stride, dilation=dilation)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(np.array(ours), np.array(expected), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_lstm_steps_match_mlx_lstm(with_state):
+    """The compiled step gives nn.LSTM's hidden states and its last hidden state and cell."""
+    import mlx.nn as nn
+    from musicgen.encodec.lstm import run_lstm
+
+    layer = nn.LSTM(8, 8)
+    x = mx.random.normal((3, 11, 8), key=mx.random.key(2))
+    h0 = c0 = None
+    if with_state:
+        h0, c0 = (mx.random.normal((3, 8), key=mx.random.key(k)) for k in (3, 4))
+    expected_hidden, expected_cells = layer(x, hidden=h0, cell=c0)
+    hidden, last_hidden, last_cell = run_lstm(layer, x, h0, c0)
+    for ours, theirs in ((hidden, expected_hidden), (last_hidden, expected_hidden[:, -1]),
+                         (last_cell, expected_cells[:, -1])):  # fmt: skip
+        np.testing.assert_allclose(np.array(ours), np.array(theirs), atol=1e-6, rtol=1e-6)

@@ -27,6 +27,7 @@ from musicgen.model import MusicGen
 from musicgen.quantize import check_bits, quantize_model
 from musicgen.t5 import T5Encoder
 from musicgen.tokenizer import PromptTokenizer
+from musicgen.warmup import WarmUp
 
 ALLOW_PATTERNS = [
     "config.json",
@@ -87,6 +88,8 @@ def load(
     mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
     mark_phase("load.codec")
+    warm_up = WarmUp()  # the kernels of each part loaded while the later parts are read
+    warm_up.run("codec", lambda: codec.decode(mx.zeros((1, codec.num_codebooks, 8), mx.int32)))
     chroma = None
     if config.is_melody:
         from musicgen.chroma import ChromaExtractor
@@ -96,9 +99,17 @@ def load(
     quantize_model(model, quantize)
     _evaluate_in_parts(text_encoder)
     mark_phase("load.text_encoder")
+    warm_up.run("text encoder", lambda: text_encoder(*_dummy_prompt()))
     _evaluate_in_parts(decoder)
     mark_phase("load.decoder")
+    warm_up.wait()
+    mark_phase("load.warm_up")
     return model
+
+
+def _dummy_prompt() -> tuple[mx.array, mx.array]:
+    """Token ids and mask of a two-token prompt, for a warm-up pass."""
+    return mx.zeros((1, 2), mx.int32), mx.ones((1, 2), mx.int32)
 
 
 def _cast_as_read(module: nn.Module, weights: Weights, sanitize) -> Weights:

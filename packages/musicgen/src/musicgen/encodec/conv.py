@@ -27,6 +27,25 @@ def pad1d(x: mx.array, left: int, right: int, mode: str) -> mx.array:
     return x[:, : x.shape[1] - extra] if extra > 0 else x
 
 
+def conv1d(x: mx.array, weight: mx.array, stride: int = 1, dilation: int = 1) -> mx.array:
+    """Conv of NLC `x` with `weight` (out, kernel, in), no padding: one matmul per tap.
+
+    Tap j multiplies the input frames it reads (a strided view) by `weight[:, j]`, accumulated
+    with `addmm`. Same result as `mx.conv1d` up to float rounding. On CUDA it needs no cuDNN,
+    which sets up a plan for every new input shape (most of a fresh process's first decode);
+    on the CPU it was faster too (docs/performance.md, "Time to first audio").
+    """
+    taps = weight.shape[1]
+    frames = (x.shape[1] - (taps - 1) * dilation - 1) // stride + 1
+    out = None
+    for j in range(taps):
+        start = j * dilation
+        seen = x[:, start : start + stride * (frames - 1) + 1 : stride]
+        tap = weight[:, j].T
+        out = seen @ tap if out is None else mx.addmm(out, seen, tap)
+    return out
+
+
 def conv_transpose1d(x: mx.array, weight: mx.array, stride: int) -> mx.array:
     """Transposed conv of NLC `x` with `weight` (in, kernel, out): one matmul and an overlap-add.
 
@@ -78,10 +97,10 @@ class EncodecConv1d(nn.Module):
         dilation: int = 1,
     ):
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)  # its weight and bias
         if config.norm_type == "time_group_norm":
             self.norm = nn.GroupNorm(1, out_channels, pytorch_compatible=True)
-        self.stride = stride
+        self.stride, self.dilation = stride, dilation
         self.pad_mode = config.pad_mode
         padding_total = (kernel_size - 1) * dilation + 1 - stride
         self.pad_right = 0 if config.use_causal_conv else padding_total // 2
@@ -90,7 +109,8 @@ class EncodecConv1d(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         length = x.shape[1]
         extra = math.ceil(length / self.stride) * self.stride - length
-        x = self.conv(pad1d(x, self.pad_left, self.pad_right + extra, self.pad_mode))
+        x = pad1d(x, self.pad_left, self.pad_right + extra, self.pad_mode)
+        x = conv1d(x, self.conv.weight, self.stride, self.dilation) + self.conv.bias
         return self.norm(x) if "norm" in self else x
 
 
