@@ -65,6 +65,36 @@ def test_cpu_batches_run_at_once_and_give_the_same_vectors(minilm, monkeypatch):
     assert len(threads) == 3 and all(name.startswith("embed") for name in threads)
 
 
+def test_batches_group_texts_by_token_count(minilm, monkeypatch):
+    """Each batch holds texts of neighbouring token counts (little padding), whatever their
+    length in characters, and the vectors come back in the callers' order."""
+    from rag_core.embeddings import sentence_transformer
+
+    monkeypatch.setattr(sentence_transformer, "cpu_workers", lambda: 1)  # batches in order
+    embedder = load(minilm)
+    texts = ["🎵" * 12, "a b c d e f g h i j k", "word", "🎵 🎵", "alphabet soup " * 5, "x y z"]
+    sizes, embed = [], embedder._embed
+    monkeypatch.setattr(embedder, "_embed", lambda batch: sizes.append(
+        [len(e.ids) for e in batch]) or embed(batch))  # fmt: skip
+    vectors = embedder.encode(texts, batch_size=2)
+    flat = [n for batch in sizes for n in batch]
+    assert flat == sorted(flat) and len(sizes) == 3
+    one_by_one = np.stack([embedder.encode(text) for text in texts])
+    np.testing.assert_allclose(vectors, one_by_one, rtol=0, atol=1e-5)
+
+
+def test_default_batch_is_smaller_on_the_cpu(minilm, monkeypatch):
+    from rag_core.embeddings import sentence_transformer
+
+    embedder = load(minilm)
+    sizes, embed = [], embedder._embed
+    monkeypatch.setattr(embedder, "_embed", lambda batch: sizes.append(len(batch)) or embed(batch))
+    monkeypatch.setattr(sentence_transformer, "cpu_workers", lambda: 1)
+    embedder.encode(["short text"] * 40)
+    expected = sentence_transformer.CPU_BATCH if mx.default_device() == mx.cpu else 32
+    assert max(sizes) == expected
+
+
 def test_tokenization_matches_transformers(minilm):
     from transformers import AutoTokenizer
 

@@ -21,6 +21,7 @@ from rag_core.errors import ModelUnavailableError
 
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*/config.json", "vocab.txt"]
 MAX_CPU_WORKERS = 8
+BATCH, CPU_BATCH = 32, 16  # texts a batch (see SentenceEmbedder.encode)
 
 
 class CpuThread:
@@ -92,17 +93,21 @@ class SentenceEmbedder:
 
     def tokenize(self, texts: list[str]) -> tuple[mx.array, mx.array]:
         """Input ids and attention mask (B, L), right-padded to the longest text."""
-        encodings = self._truncating.encode_batch(texts)
+        return self._padded(self._truncating.encode_batch(texts))
+
+    def _padded(self, encodings: list) -> tuple[mx.array, mx.array]:
         width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(texts), width), self.pad_id, dtype=np.int32)
-        mask = np.zeros((len(texts), width), dtype=np.int32)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int32)
+        mask = np.zeros((len(encodings), width), dtype=np.int32)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
         return mx.array(ids), mx.array(mask)
 
-    def encode(self, texts: list[str] | str, batch_size: int = 32) -> np.ndarray:
-        """Embed texts: (N, dim) float32 (a single string gives (dim,)).
+    def encode(self, texts: list[str] | str, batch_size: int | None = None) -> np.ndarray:
+        """Embed texts: (N, dim) float32 (a single string gives (dim,)), ``batch_size`` at a
+        time (default: 16 on the CPU, where larger batches' attention scores outgrow the
+        caches and were slower, 32 elsewhere).
 
         On the CPU, several batches run at once, each on a thread and a CPU stream of its own
         with the BLAS on one thread: MLX runs a stream's elementwise kernels on one core, and
@@ -111,27 +116,31 @@ class SentenceEmbedder:
         to float32 rounding (a BLAS on one thread may sum in another order)."""
         if isinstance(texts, str):
             return self.encode([texts], batch_size)[0]
+        if batch_size is None:
+            batch_size = CPU_BATCH if mx.default_device() == mx.cpu else BATCH
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Batches of similar length waste little compute on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Batches of texts of about the same number of tokens waste little on padding (docs/'
+        # chunks: 1% padding, against 15% in batches sorted by characters).
+        encodings = self._truncating.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         workers = min(len(batches), cpu_workers())
         if workers <= 1:
             for rows in batches:
-                out[rows] = self._embed([texts[i] for i in rows])
+                out[rows] = self._embed([encodings[i] for i in rows])
             return out
 
         def work(worker: int) -> None:
             for rows in batches[worker::workers]:
-                out[rows] = self._embed([texts[i] for i in rows])
+                out[rows] = self._embed([encodings[i] for i in rows])
 
         with blas_threads(1):
             for done in [cpu_thread(worker).submit(work, worker) for worker in range(workers)]:
                 done.result()
         return out
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        ids, mask = self.tokenize(texts)
+    def _embed(self, encodings: list) -> np.ndarray:
+        ids, mask = self._padded(encodings)
         return np.array(self.pooling(self.model(ids, mask), mask).astype(mx.float32))
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
