@@ -3,6 +3,7 @@
     python benchmarks/bench_cpu_blas.py            # every BLAS found, each in its own process
     python benchmarks/bench_cpu_blas.py --layer    # also one all-MiniLM-L6-v2 layer, by part
     python benchmarks/bench_cpu_blas.py --cache    # also a MusicGen step's cache attention
+    python benchmarks/bench_cpu_blas.py --bfloat16 # also MKL's bfloat16 product at those shapes
 
 1. Products: musicgen-small's 24 fc1 weights (4096 x 1024 float32, 403 MB: more than any
    cache) times 2 rows (batch 1 with guidance), one product per weight, the weight as the left
@@ -10,7 +11,10 @@
    once per BLAS that rag_core can route (OpenBLAS from scipy-openblas32; MKL where the `mkl`
    package is installed), each in a fresh process (`MLX_RAG_BLAS=openblas|mkl`); torch's
    `F.linear` (its own MKL) runs in another, when torch is installed.
-2. `--layer`: one BERT layer of all-MiniLM-L6-v2's shapes at 32 x 160 tokens on MLX's CPU
+2. `--bfloat16` (where MKL is installed): the same products through libmkl_rt directly, float32
+   (`cblas_sgemm`) against bfloat16 weights and rows (`cblas_gemm_bf16bf16f32`, float32 out):
+   whether half the bytes would stream in half the time on this CPU.
+3. `--layer`: one BERT layer of all-MiniLM-L6-v2's shapes at 32 x 160 tokens on MLX's CPU
    stream, by part (the products, GELU, the attention with its NumPy softmax, layer norms).
 
 Prints Markdown tables (docs/performance.md, "MLX on the Linux CPU").
@@ -89,6 +93,38 @@ def layer_parts() -> list[tuple[str, float]]:
     return [(name, best_ms(lambda run=run: mx.eval(run()), 5)) for name, run in parts]
 
 
+def mkl_bfloat16() -> list[tuple[str, float]]:
+    """MKL's float32 and bfloat16 products, 2 rows times each of the 24 fc1 weights (x W^T)."""
+    import ctypes
+
+    import numpy as np
+    from rag_core.blas import _mkl_path
+
+    mkl = ctypes.CDLL(_mkl_path())
+    arguments = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+                                      ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
+                                      ctypes.c_void_p, ctypes.c_int]  # fmt: skip
+    for name in ("cblas_sgemm", "cblas_gemm_bf16bf16f32"):
+        getattr(mkl, name).argtypes = arguments
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((OUT_DIM, IN_DIM), dtype=np.float32) * 0.02
+               for _ in range(LAYERS)]  # fmt: skip
+    x = rng.standard_normal((ROWS, IN_DIM), dtype=np.float32)
+    halves = [(w.view(np.uint32) >> 16).astype(np.uint16) for w in weights]  # bfloat16 bits
+    x_half = (x.view(np.uint32) >> 16).astype(np.uint16)
+    out = np.zeros((ROWS, OUT_DIM), np.float32)
+    row_major, plain, transposed = 101, 111, 112
+
+    def products(function, rows, matrices):
+        for w in matrices:
+            function(row_major, plain, transposed, ROWS, OUT_DIM, IN_DIM, 1.0, rows.ctypes.data,
+                     IN_DIM, w.ctypes.data, IN_DIM, 0.0, out.ctypes.data, OUT_DIM)  # fmt: skip
+
+    return [("float32 (cblas_sgemm)", best_ms(lambda: products(mkl.cblas_sgemm, x, weights))),
+            ("bfloat16 (cblas_gemm_bf16bf16f32)",
+             best_ms(lambda: products(mkl.cblas_gemm_bf16bf16f32, x_half, halves)))]  # fmt: skip
+
+
 def cache_attention() -> list[tuple[str, float]]:
     """musicgen-small's self-attention of one decoding step (2 rows, 16 heads of 64, 24 layers)
     at position 250 of a 10 s cache (503 positions): the whole cache under a mask (the
@@ -127,6 +163,8 @@ def main() -> int:
     parser.add_argument("--layer", action="store_true", help="also one BERT layer, by part")
     parser.add_argument("--cache", action="store_true",
                         help="also a MusicGen step's self-attention over its cache")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also MKL's bfloat16 product at the same shapes (needs mkl)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "torch":
@@ -137,6 +175,9 @@ def main() -> int:
         return 0
     if args.child == "cache":
         print(json.dumps(cache_attention()))
+        return 0
+    if args.child == "bfloat16":
+        print(json.dumps(mkl_bfloat16()))
         return 0
     if args.child:
         print(json.dumps(products_mlx()))
@@ -171,6 +212,16 @@ def main() -> int:
             print("| part | ms |\n|---|---:|")
             for name, ms in parts:
                 print(f"| {name} | {ms:.1f} |")
+    if args.bfloat16 and "mkl" in kinds:
+        done = subprocess.run([sys.executable, __file__, "--child", "bfloat16"],
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        print(f"\nMKL directly, the same {LAYERS} products (weight right):\n")
+        print("| weights and rows | ms | GB/s of weights |\n|---|---:|---:|")
+        for (name, ms), size in zip(json.loads(done.stdout.strip().splitlines()[-1]), (4, 2),
+                                    strict=True):  # fmt: skip
+            print(f"| {name} | {ms:.1f} | {LAYERS * OUT_DIM * IN_DIM * size / ms / 1e6:.1f} |")
+    elif args.bfloat16:
+        print("\n--bfloat16: MKL is not installed (pip install rag-core[mkl])")
     if args.cache:
         done = subprocess.run([sys.executable, __file__, "--child", "cache"], capture_output=True,
                               text=True, timeout=900)  # fmt: skip
