@@ -27,7 +27,7 @@ def test_off_by_default_on_the_cpu(monkeypatch):
         mx.set_default_device(device)
 
 
-def test_load_warms_the_codec_and_text_encoder_and_generates_the_same(tiny_path, monkeypatch):
+def test_load_warms_the_text_encoder_and_generates_the_same(tiny_path, monkeypatch):
     made: list[warmup.WarmUp] = []
 
     class Recorded(warmup.WarmUp):
@@ -42,7 +42,7 @@ def test_load_warms_the_codec_and_text_encoder_and_generates_the_same(tiny_path,
         model = musicgen.load(tiny_path)
         outputs[value] = np.array(model.generate(["warm", "cold"], duration=0.1, seed=3))
     warmed, cold = made
-    assert sorted(warmed.done) == ["codec", "text encoder"] and not warmed.errors
+    assert warmed.done == ["text encoder"] and not warmed.errors
     assert not cold.done and not cold.enabled
     np.testing.assert_array_equal(outputs["1"], outputs["0"])
 

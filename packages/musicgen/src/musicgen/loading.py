@@ -88,8 +88,7 @@ def load(
     mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
     mark_phase("load.codec")
-    warm_up = WarmUp()  # the kernels of each part loaded while the later parts are read
-    warm_up.run("codec", lambda: codec.decode(mx.zeros((1, codec.num_codebooks, 8), mx.int32)))
+    warm_up = WarmUp()  # the text encoder's kernels loaded while the decoder is read
     chroma = None
     if config.is_melody:
         from musicgen.chroma import ChromaExtractor

@@ -2,14 +2,13 @@
 
 On CUDA a fresh process pays, on the first use of each kind of operation, for loading MLX's
 kernel module (0.08-0.15 s on an H200 for, say, the first strided copy or reflect pad) and for
-cuBLAS's set-up: most of what made its first generation slower than its second. So ``load``
-runs the codec and the text encoder once on a tiny input, each on a thread of its own as soon
-as its weights are in, while it reads the decoder's weights, and waits for them before it
-returns. Only the kernels they load into the process carry over (MLX keeps compiled traces per
-thread), and the outputs are dropped.
-
-``MUSICGEN_WARM_UP=0`` turns it off, ``=1`` on (the default: on with MLX's CUDA backend only;
-on the CPU nothing is loaded at first use, and Metal is not measured yet).
+cuBLAS's set-up: most of what made its first text encoding slower than its second. So ``load``
+runs the text encoder once on a two-token prompt, on a thread of its own as soon as its weights
+are in, while it reads the decoder's weights, and waits for it before it returns. Only the
+kernels it loads into the process carry over (MLX keeps compiled traces per thread), and the
+output is dropped. The codec is not warmed this way: on CUDA its convolutions are cuDNN's,
+whose plans are made per shape and stream, and cuDNN's set-up on another thread broke the CUDA
+graph the main thread was capturing (H200, 2026-12-01).
 """
 
 from __future__ import annotations

@@ -28,13 +28,16 @@ def pad1d(x: mx.array, left: int, right: int, mode: str) -> mx.array:
 
 
 def conv1d(x: mx.array, weight: mx.array, stride: int = 1, dilation: int = 1) -> mx.array:
-    """Conv of NLC `x` with `weight` (out, kernel, in), no padding: one matmul per tap.
+    """Conv of NLC `x` with `weight` (out, kernel, in), no padding.
 
-    Tap j multiplies the input frames it reads (a strided view) by `weight[:, j]`, accumulated
-    with `addmm`. Same result as `mx.conv1d` up to float rounding. On CUDA it needs no cuDNN,
-    which sets up a plan for every new input shape (most of a fresh process's first decode);
-    on the CPU it was faster too (docs/performance.md, "Time to first audio").
+    One product per tap: tap j multiplies the input frames it reads (a strided view) by
+    `weight[:, j]`, accumulated with `addmm`; the same result as `mx.conv1d` up to float
+    rounding, faster on the CPU and with a lower peak there (`mx.conv1d` unfolds the input
+    first). On CUDA `mx.conv1d` (cuDNN) runs instead: MLX runs float32 products there in TF32
+    (`MLX_ENABLE_TF32`, on by default), which put EnCodec's audio 2e-3 off transformers'.
     """
+    if mx.default_device() == mx.gpu and mx.cuda.is_available():
+        return mx.conv1d(x, weight, stride=stride, dilation=dilation)
     taps = weight.shape[1]
     frames = (x.shape[1] - (taps - 1) * dilation - 1) // stride + 1
     out = None
