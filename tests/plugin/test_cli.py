@@ -45,8 +45,8 @@ def test_timings_name_every_phase_of_a_track(cli, tiny, out, monkeypatch):
     assert line.startswith("Timings: ") and line.endswith(" s since the process started")
     names = re.findall(r"([\w. -]+?) [\d.]+ s(?:, |;)", line[len("Timings: "):])
     assert names == ["start-up", "plugins", "checks", "load.files", "load.modules", "load.codec",
-                     "load.text_encoder", "load.decoder", "load", "generate", "decode",
-                     "normalize", "write audio", "sidecar"]  # fmt: skip
+                     "load.text_encoder", "load.decoder", "load.warm_up", "load", "generate",
+                     "decode", "normalize", "write audio", "sidecar"]  # fmt: skip
 
 
 def test_generate_prints_where_the_files_are(cli, tiny, out):

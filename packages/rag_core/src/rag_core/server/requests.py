@@ -86,8 +86,7 @@ class Fields:
         value = self.get(field, default, required)
         if value is default:
             return value
-        if not isinstance(value, str):
-            raise bad(self.name(field), f"must be a string, got {_json_type(value)}")
+        value = check_type(self.name(field), value, str)
         if not value.strip():
             raise bad(self.name(field), "must not be empty")
         if max_length is not None and len(value) > max_length:
@@ -102,8 +101,7 @@ class Fields:
         value = self.get(field, default, required)
         if value is default:
             return value
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise bad(self.name(field), f"must be an integer, got {_json_type(value)}")
+        value = check_type(self.name(field), value, int)
         return _in_range(self.name(field), value, minimum, maximum)
 
     def number(self, field: str, default: float | None = None, *, required: bool = False,
@@ -111,15 +109,11 @@ class Fields:
         value = self.get(field, default, required)
         if value is default:
             return value
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise bad(self.name(field), f"must be a number, got {_json_type(value)}")
+        value = check_type(self.name(field), value, float)
         return _in_range(self.name(field), value, minimum, maximum)
 
     def flag(self, field: str, default: bool = False) -> bool:
-        value = self.get(field, default, False)
-        if not isinstance(value, bool):
-            raise bad(self.name(field), f"must be true or false, got {_json_type(value)}")
-        return value
+        return check_type(self.name(field), self.get(field, default, False), bool)
 
     def dataclass(self, cls: type, names: Mapping[str, str] | None = None) -> Any:
         """An instance of dataclass ``cls`` from the fields named like its fields (or renamed by

@@ -35,15 +35,7 @@ button.link { padding: 0; border: none; background: none; color: var(--accent); 
 #track-library .track { padding: 0.5rem 0.75rem; }
 `;
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else node[key] = value;
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
+let el; // the page's element builder (page.el), set by mount
 
 function addStyle() {
   const sheet = new CSSStyleSheet();
@@ -351,6 +343,7 @@ class Library {
 // ---- mount ----------------------------------------------------------------------------------------
 
 export async function mount(page) {
+  el = page.el;
   addStyle();
   const options = await page.api("/api/music/options");
   const settings = new Settings(options);

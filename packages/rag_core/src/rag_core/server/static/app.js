@@ -11,6 +11,7 @@
 
 import { api, ApiError, blobUrl, hasToken, setToken, takeTokenFromUrl } from "./api.js";
 import { AskView } from "./ask.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -49,7 +50,7 @@ async function connect(health) {
 
 function pageFor(health, view) {
   return {
-    api, blobUrl, health,
+    api, blobUrl, el, health,
     onAnswer: (fn) => view.onAnswer(fn),
     answerActions: $("answer-actions"),
     showPassage: (n) => view.showPassage(n),

@@ -1,15 +1,9 @@
 // Ask a question: the answer streams in with its numbered passages; [n] shows passage n.
 
 import { streamChat } from "./api.js";
+import { el } from "./dom.js";
 
 const CITATION = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, attrs);
-  node.append(...children);
-  return node;
-}
 
 export class AskView {
   constructor({ form, input, button, section, answer, error, passagesSection, passages }) {
