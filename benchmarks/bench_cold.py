@@ -179,12 +179,9 @@ def write_checkpoint(path: Path, size: str) -> Path:
     sys.path.insert(0, str(ROOT))
     from tests.musicgen import checkpoints as c
 
-    if (path / "config.json").is_file():
-        return path
     if size == "tiny":
-        return c.write_tiny_musicgen(path)
-    config = c.musicgen_config(c.SMALL_T5, c.SMALL_ENCODEC, c.SMALL_DECODER)
-    return c.write_musicgen(path, config, scale="small")
+        return path if (path / "config.json").is_file() else c.write_tiny_musicgen(path)
+    return c.write_hub_shaped(path, "small")
 
 
 def versions() -> dict:

@@ -525,10 +525,10 @@ def write_checkpoint(path: str, name: str) -> float:
     if os.path.isfile(os.path.join(path, "config.json")):
         return 0.0
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tests.musicgen.checkpoints import write_musicgen
+    from tests.musicgen.checkpoints import write_hub_shaped
 
     start = time.perf_counter()
-    write_musicgen(path, transformers_config(config_dict(name)), dtype="float16", scale="small")
+    write_hub_shaped(path, name, dtype="float16")
     return time.perf_counter() - start
 
 

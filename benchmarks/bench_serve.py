@@ -38,17 +38,10 @@ POLL_S = 0.01
 
 def write_small(path: Path) -> Path:
     """A musicgen-small-shaped checkpoint with random weights, written by transformers."""
-    if (path / "config.json").exists():
-        return path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from musicgen.plugin import HUB_MODELS, hub_config
-    from transformers import MusicgenConfig
+    from tests.musicgen.checkpoints import write_hub_shaped
 
-    from tests.musicgen.checkpoints import write_musicgen
-
-    hidden, layers, heads, _ = HUB_MODELS["facebook/musicgen-small"]
-    write_musicgen(path, MusicgenConfig.from_dict(hub_config(hidden, layers, heads)))
-    return path
+    return write_hub_shaped(path, "small")
 
 
 class Server:

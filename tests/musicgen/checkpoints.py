@@ -166,6 +166,26 @@ def write_musicgen(
     return path
 
 
+def write_hub_shaped(
+    path: str | Path, name: str = "small", dtype: Literal["float32", "float16"] = "float32"
+) -> Path:
+    """facebook/musicgen-NAME's config.json with random weights (transformers' scale), written
+    by ``write_musicgen`` as the hub repo lays it out (the benchmarks' checkpoints); a folder
+    that holds a config.json already is left as it is. Returns ``path``."""
+    import copy
+
+    from musicgen.plugin import HUB_MODELS, hub_config
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    hidden, layers, heads, _ = HUB_MODELS[f"facebook/musicgen-{name}"]
+    values = copy.deepcopy(hub_config(hidden, layers, heads))  # transformers edits it
+    config = MusicgenConfig(text_encoder=values["text_encoder"], decoder=values["decoder"],
+                            audio_encoder=values["audio_encoder"])  # fmt: skip
+    return write_musicgen(path, config, dtype=dtype, scale="small")
+
+
 def write_tiny_musicgen(
     path: str | Path,
     *,
