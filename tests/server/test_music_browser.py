@@ -19,6 +19,9 @@ from tests.server.test_live import TOKEN, Server
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 WAIT = 120
+# Seconds of audio the page asks for: long enough that the page's polls of the job (every
+# 250 ms) see it between 0 and 1, not only queued and done.
+DURATION = 8
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1200,1800",
@@ -94,7 +97,7 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
 
     duration = driver.find_element(By.CSS_SELECTOR, ".music-settings input[name=duration]")
     duration.clear()
-    duration.send_keys("3")
+    duration.send_keys(str(DURATION))
     driver.find_element(By.CSS_SELECTOR, ".music-settings input[name=seed]").send_keys("5")
     button.click()
 
@@ -117,7 +120,7 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
     # Provenance: the prompt, where it came from, model, seed, options, the UNTRAINED label.
     provenance = card.find_element(By.CSS_SELECTOR, ".provenance").text
     for words in ("prompt", "the answer", "Why do ships sound horns", SMOKE, "seed\n5",
-                  "duration 3", "normalize loudness", "UNTRAINED", "harbour.md"):
+                  f"duration {DURATION}", "normalize loudness", "UNTRAINED", "harbour.md"):
         assert words in provenance, (words, provenance)
     link = card.find_element(By.CSS_SELECTOR, ".passage-link")
     assert link.text.startswith("[1]") and "harbour.md" in link.text
@@ -135,7 +138,7 @@ def test_ask_make_music_from_the_answer_and_play_it(browser, server, tmp_path, m
         "const a = arguments[0]; return a.currentTime > 0.2 || a.ended;", track),
         "the track playing")
     length = driver.execute_script("return arguments[0].duration;", track)
-    assert length == pytest.approx(3.0, abs=0.05)
+    assert length == pytest.approx(DURATION, abs=0.05)
 
     # The library lists it, with a player of its own; its waveform is drawn once in view.
     (entry,) = until(driver, lambda d: d.find_elements(
