@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -198,6 +199,25 @@ def test_demo_falls_back_to_the_labelled_smoke_checkpoint(cli, mlx_rag_home):
     assert sidecar["model"] == SMOKE_ID and sidecar["prompt_source"]["input"] == "retrieved"
     assert "--model musicgen-smoke" in sidecar["reproduce"]
     assert read_audio(wav) [1] == 32000 and (mlx_rag_home / "demo" / "store.sqlite3").is_file()
+
+
+def test_the_demo_store_holds_this_installs_corpus_only(cli, mlx_rag_home, tmp_path):
+    """The sample corpus of another checkout, ingested into the demo's store earlier, would
+    come back as duplicate passages: the demo removes it (a --store of the user's keeps all)."""
+    from musicgen.plugin.demo import corpus_dir, demo_store
+    from rag_core.retrieval import ingest_paths
+
+    other = Path(shutil.copytree(corpus_dir(), tmp_path / "other-checkout"))
+    ingest_paths([other], store=demo_store(), embed=False)
+    result = cli("music", "demo", "--smoke", "-d", "0.2", "-o", tmp_path / "d.wav")
+    assert result.exit_code == 0, result.output
+    assert f"{len(list(other.iterdir()))} pruned" in result.stderr
+    passages = [line for line in result.stdout.splitlines() if line.startswith("  [")]
+    assert len(passages) == len(set(passages)) == 3, passages
+    mine = tmp_path / "mine.sqlite3"
+    ingest_paths([other], store=mine, embed=False)
+    kept = cli("music", "demo", "--smoke", "-d", "0.2", "-o", tmp_path / "e.wav", "--store", mine)
+    assert kept.exit_code == 0 and "pruned" not in kept.stderr
 
 
 def test_demo_with_a_local_model_and_a_question(cli, tiny, out, tmp_path):

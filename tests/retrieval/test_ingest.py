@@ -90,6 +90,21 @@ def test_prune_removes_documents_whose_files_are_gone(store, tmp_path):
     assert ingest_paths([], prune=True).pruned == []  # prune alone needs no path
 
 
+def test_prune_others_keeps_only_the_files_given(store, tmp_path):
+    """Documents of files that exist but were not given go too (a store that mirrors one
+    folder); a user's plain ingest of another folder keeps them."""
+    first, second = write_docs(tmp_path / "a", n=2), write_docs(tmp_path / "b", n=2)
+    ingest_paths([tmp_path / "a", tmp_path / "b"])
+    kept = ingest_paths([tmp_path / "a"], prune=True)  # b's files exist: prune keeps them
+    assert kept.pruned == [] and len(store_rows(store)["docs"]) == 4
+    report = ingest_paths([tmp_path / "a"], prune_others=True)
+    assert sorted(report.pruned) == sorted(str(f.resolve()) for f in second)
+    assert set(store_rows(store)["docs"]) == {str(f.resolve()) for f in first}
+    assert "2 pruned" in report.summary()
+    with Store(store, create=True) as db:
+        assert db.check() == []
+
+
 def test_switching_embedding_model_reembeds(store, configure, tiny_bert, minilm, tmp_path):
     write_docs(tmp_path / "docs", n=1)
     bm25_only = ingest_paths([tmp_path / "docs"], embed=False)

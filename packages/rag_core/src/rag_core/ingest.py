@@ -95,19 +95,22 @@ def ingest(
     loaders: Loaders | None = None,
     chunker: Chunker | None = None,
     prune: bool = False,
+    prune_others: bool = False,
     on_file: Callable[[str, str], None] | None = None,
     progress: bool = False,
 ) -> IngestReport:
     """Ingest files and folders into `store` (see the module docstring).
 
-    `on_file(path, outcome)` is called once per file after its outcome is final ("added",
-    "updated", "unchanged" or "skipped: reason"). `progress` shows a bar on a terminal.
+    `prune` removes the documents whose files are gone, `prune_others` every document that is
+    not one of these files (the store then holds exactly them). `on_file(path, outcome)` is
+    called once per file after its outcome is final ("added", "updated", "unchanged" or
+    "skipped: reason"). `progress` shows a bar on a terminal.
     """
     loaders = loaders or Loaders()
     files = discover(paths, loaders)
     return ingest_files(
         store, files, embedder=embedder, loaders=loaders, chunker=chunker, prune=prune,
-        on_file=on_file, progress=progress,
+        prune_others=prune_others, on_file=on_file, progress=progress,
     )
 
 
@@ -119,6 +122,7 @@ def ingest_files(
     loaders: Loaders | None = None,
     chunker: Chunker | None = None,
     prune: bool = False,
+    prune_others: bool = False,
     on_file: Callable[[str, str], None] | None = None,
     progress: bool = False,
 ) -> IngestReport:
@@ -189,8 +193,10 @@ def ingest_files(
                 flush()
         if pending:
             flush()
-    if prune:
-        gone = [p for p in store.documents() if not Path(p).exists()]
+    if prune or prune_others:
+        listed = {str(file) for file in files}
+        gone = [p for p in store.documents()
+                if (prune and not Path(p).exists()) or (prune_others and p not in listed)]
         with store.transaction():
             for path in gone:
                 store.delete_document(path)

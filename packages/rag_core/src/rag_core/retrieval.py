@@ -88,24 +88,26 @@ def ingest_paths(
     store: str | Path | None = None,
     config: Config | None = None,
     prune: bool = False,
+    prune_others: bool = False,
     embed: bool = True,
     on_file: Callable[[str, str], None] | None = None,
     note: Note | None = None,
     progress: bool = False,
 ) -> IngestReport:
     """Ingest files and folders into the store, embedding with `[embedding] model` if it can
-    be loaded (`embed=False`: BM25 only)."""
+    be loaded (`embed=False`: BM25 only). `prune` removes the documents whose files are gone,
+    `prune_others` every document not among these files."""
     config = config or get_config()
     paths = list(paths)
-    if not paths and not prune:
+    if not paths and not (prune or prune_others):
         raise RagError("Nothing to ingest: give one or more files or folders.")
     loaders = Loaders.from_plugins()
     files = discover(paths, loaders)
     with Store(store_path(store, config), create=True) as db:
         embedder = try_embedder(config.get("embedding.model"), note) if embed and files else None
         return ingest_files(
-            db, files, embedder=embedder, loaders=loaders, prune=prune, on_file=on_file,
-            progress=progress,
+            db, files, embedder=embedder, loaders=loaders, prune=prune, prune_others=prune_others,
+            on_file=on_file, progress=progress,
         )
 
 

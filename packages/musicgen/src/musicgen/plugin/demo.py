@@ -82,8 +82,11 @@ def run_demo(
     # What the music step runs with: its own options over [tools.music] over the defaults.
     values = {**tool_defaults(), **get_config().tool_options("music"), **music}
     check_music_options(values, smoke)
+    # The demo's own store holds the sample corpus of this install only: documents of another
+    # checkout's or install's copy would come back as duplicate passages.
+    own_store = not store
     store = Path(store).expanduser() if store else demo_store()
-    report = ingest_paths([corpus_dir()], store=store, note=say)
+    report = ingest_paths([corpus_dir()], store=store, note=say, prune_others=own_store)
     say(f"Ingested the sample corpus ({corpus_dir()}) into {store}: {report.summary()}")
     requested = values["model"]
     music["model"] = choose_model(requested, say, smoke=smoke, quantize=values["quantize"],
