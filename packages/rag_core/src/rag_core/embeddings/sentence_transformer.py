@@ -106,8 +106,8 @@ class SentenceEmbedder:
 
     def encode(self, texts: list[str] | str, batch_size: int | None = None) -> np.ndarray:
         """Embed texts: (N, dim) float32 (a single string gives (dim,)), ``batch_size`` at a
-        time (default: 16 on the CPU, where larger batches' attention scores outgrow the
-        caches and were slower, 32 elsewhere).
+        time (default: 16 on the CPU, faster there than 8, 12, 24 or 32 in
+        docs/performance.md's runs; 32 elsewhere).
 
         On the CPU, several batches run at once, each on a thread and a CPU stream of its own
         with the BLAS on one thread: MLX runs a stream's elementwise kernels on one core, and
