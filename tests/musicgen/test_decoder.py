@@ -114,3 +114,17 @@ def test_few_row_products_on_the_cpu_take_the_form_their_blas_streams_fastest(
         assert got.shape == (2, 1, 96) and mx.allclose(got, want, atol=1e-5).item()
     finally:
         decoder.weight_left_on_cpu.cache_clear()
+
+
+def test_the_decoders_gelu_matches_mlx_and_the_kernels_know_it():
+    """On the CPU the decoder's GELU takes the rational erf (float32 rounding apart from
+    nn.gelu); the CUDA kernels fuse it as the exact GELU."""
+    import mlx.nn as nn
+    from musicgen import kernels
+    from musicgen.config import ACTIVATIONS
+
+    x = mx.linspace(-12, 12, 4097)
+    with mx.stream(mx.cpu):
+        ours = ACTIVATIONS["gelu"](x)
+    np.testing.assert_allclose(np.array(ours), np.array(nn.gelu(x)), rtol=0, atol=3e-6)
+    assert kernels.activation_fits(ACTIVATIONS["gelu"])

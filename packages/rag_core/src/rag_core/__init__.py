@@ -79,6 +79,7 @@ _LAZY = {
     "LanguageModel": "rag_core.answer",
     "STOP_WORDS": "rag_core.search",
     "job_accepted": "rag_core.server.api",  # imports the web stack
+    "gelu_rational": "rag_core.activations",  # imports MLX
 }
 
 
@@ -127,6 +128,7 @@ __all__ = [
     "echo_json",
     "echo_table",
     "exit_code",
+    "gelu_rational",
     "get_config",
     "get_host",
     "get_jobs",

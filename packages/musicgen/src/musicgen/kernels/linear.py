@@ -14,11 +14,13 @@ from collections.abc import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
+from musicgen.config import gelu
 from musicgen.kernels.compiler import DTYPES, THREADS, build
 
 MAX_ROWS = 8  # rows up to which a matrix-vector kernel beats a matrix product
 STAGED_BYTES = 40 * 1024  # shared memory for the staged input rows (static, < 48 KB)
-ACTIVATIONS: dict[Callable, int] = {nn.gelu: 1, nn.relu: 2, nn.gelu_approx: 3, nn.silu: 4}
+ACTIVATIONS: dict[Callable, int] = {nn.gelu: 1, gelu: 1, nn.relu: 2, nn.gelu_approx: 3,
+                                    nn.silu: 4}  # fmt: skip
 
 # Device helpers of the kernels below (and of the heads in musicgen.kernels.sampling).
 HELPERS = """

@@ -5,7 +5,7 @@ MLX's CPU kernels evaluate ``erf`` and ``exp`` one element at a time (on x86-64 
 on every hidden unit (GELU) and exp on every attention score (softmax): at all-MiniLM-L6-v2's
 shapes they were over half of an embedding on the CPU once the matrix products ran on OpenBLAS.
 
-- ``gelu``: erf by a rational approximation accurate to float32 rounding (|error| < 2e-6),
+- ``gelu``: erf by the rational approximation of ``rag_core.activations`` (|error| < 2e-6),
   compiled into one fused kernel; on the CPU in float32 the same operations in NumPy, in place,
   a cache-sized block at a time (2.6-3.5x the compiled kernel there, `bench_cpu_blas.py --layer`).
 - ``attention``: on the CPU device the softmax runs in NumPy, in place on MLX's buffer;
@@ -18,32 +18,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-# erf(x) ~ x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 to float32 precision beyond): the
-# minimax coefficients that Eigen and XLA use for float32.
-ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
-         -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
-         -1.60960333262415e-02)  # fmt: skip
-ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
-         -7.37332916720468e-03, -1.42647390514189e-02)  # fmt: skip
+from rag_core.activations import ERF_P, ERF_Q, SQRT_HALF, gelu_rational
 
-
-SQRT_HALF = 0.7071067811865476
-
-
-def erf(x: mx.array) -> mx.array:
-    x = mx.clip(x, -4.0, 4.0)
-    x2 = x * x
-    p, q = ERF_P[0], ERF_Q[0]
-    for c in ERF_P[1:]:
-        p = p * x2 + c
-    for c in ERF_Q[1:]:
-        q = q * x2 + c
-    return x * p / q
-
-
-@mx.compile  # per shape: 2.5x faster than shapeless=True here (a retrace per shape is cheap)
-def _gelu(x: mx.array) -> mx.array:
-    return 0.5 * x * (1.0 + erf(x * SQRT_HALF))
+# per shape: 2.5x faster than shapeless=True here (a retrace per shape is cheap)
+_gelu = mx.compile(gelu_rational)
 
 
 def gelu(x: mx.array) -> mx.array:
