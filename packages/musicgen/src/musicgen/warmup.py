@@ -6,9 +6,9 @@ cuBLAS's set-up: most of what made its first text encoding slower than its secon
 runs the text encoder once on a two-token prompt, on a thread of its own as soon as its weights
 are in, while it reads the decoder's weights, and waits for it before it returns. Only the
 kernels it loads into the process carry over (MLX keeps compiled traces per thread), and the
-output is dropped. The codec is not warmed this way: on CUDA its convolutions are cuDNN's,
-whose plans are made per shape and stream, and cuDNN's set-up on another thread broke the CUDA
-graph the main thread was capturing (H200, 2026-12-01).
+output is dropped. The codec is not warmed this way: on CUDA its convolutions are cuDNN's, a
+warm-up of them did not make the first decode faster, and cuDNN's set-up on another thread
+broke the CUDA graph the main thread was capturing (H200, 2026-12-01).
 """
 
 from __future__ import annotations
