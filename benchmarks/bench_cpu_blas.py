@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 LAYERS, ROWS, OUT_DIM, IN_DIM = 24, 2, 4096, 1024
 
@@ -146,16 +147,30 @@ def cache_attention() -> list[tuple[str, float]]:
     return [("the whole cache under a mask", whole), ("the positions written so far", written)]
 
 
-def child(kind: str) -> dict:
-    """Run one measurement in a fresh process; its JSON."""
-    env = dict(os.environ)
-    if kind in ("openblas", "mkl"):
-        env["MLX_RAG_BLAS"] = kind
-    done = subprocess.run([sys.executable, __file__, "--child", kind], capture_output=True,
+def child(name: str, blas: str | None = None) -> Any:
+    """Run measurement ``name`` (a key of CHILDREN) in a fresh process, MLX on ``blas`` if
+    given; its JSON, or {"error": [last line of stderr]}."""
+    env = dict(os.environ, **({"MLX_RAG_BLAS": blas} if blas else {}))
+    done = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True,
                           text=True, env=env, timeout=900)  # fmt: skip
     if done.returncode:
-        return {"impl": kind, "error": done.stderr.strip().splitlines()[-1:]}
+        return {"error": done.stderr.strip().splitlines()[-1:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_parts(title: str, header: str, parts: Any) -> None:
+    """A child's (name, ms) pairs as a Markdown table under ``title``."""
+    print(f"\n{title}:\n")
+    if isinstance(parts, dict):
+        print(f"failed: {parts['error']}")
+        return
+    print(f"| {header} | ms |\n|---|---:|")
+    for name, ms in parts:
+        print(f"| {name} | {ms:.1f} |")
+
+
+CHILDREN = {"products": products_mlx, "torch": products_torch, "layer": layer_parts,
+            "cache": cache_attention, "bfloat16": mkl_bfloat16}  # fmt: skip
 
 
 def main() -> int:
@@ -167,20 +182,8 @@ def main() -> int:
                         help="also MKL's bfloat16 product at the same shapes (needs mkl)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "torch":
-        print(json.dumps(products_torch()))
-        return 0
-    if args.child == "layer":
-        print(json.dumps(layer_parts()))
-        return 0
-    if args.child == "cache":
-        print(json.dumps(cache_attention()))
-        return 0
-    if args.child == "bfloat16":
-        print(json.dumps(mkl_bfloat16()))
-        return 0
     if args.child:
-        print(json.dumps(products_mlx()))
+        print(json.dumps(CHILDREN[args.child]()))
         return 0
 
     from importlib import util
@@ -195,40 +198,31 @@ def main() -> int:
     print("| implementation | threads | W x^T (weight left) | x W^T (weight right) |")
     print("|---|---:|---:|---:|")
     for kind in kinds:
-        row = child(kind)
+        row = child("torch") if kind == "torch" else child("products", blas=kind)
         if "error" in row:
-            print(f"| {row['impl']} | | failed: {row['error']} | |")
+            print(f"| {kind} | | failed: {row['error']} | |")
             continue
         cells = [f"{ms:.1f} ms ({gigabytes / ms * 1000:.1f} GB/s)" if ms else ""
                  for ms in (row["left_ms"], row["right_ms"])]  # fmt: skip
         print(f"| {row['impl']} | {row['threads']} | {cells[0]} | {cells[1]} |")
     if args.layer:
         for kind in kinds[:2] if "mkl" in kinds else kinds[:1]:
-            env_parts = subprocess.run([sys.executable, __file__, "--child", "layer"],
-                                       capture_output=True, text=True, timeout=900,
-                                       env=dict(os.environ, MLX_RAG_BLAS=kind))  # fmt: skip
-            parts = json.loads(env_parts.stdout.strip().splitlines()[-1])
-            print(f"\nOne all-MiniLM-L6-v2 layer at 32 x 160 tokens, MLX on {kind}:\n")
-            print("| part | ms |\n|---|---:|")
-            for name, ms in parts:
-                print(f"| {name} | {ms:.1f} |")
+            print_parts(f"One all-MiniLM-L6-v2 layer at 32 x 160 tokens, MLX on {kind}", "part",
+                        child("layer", blas=kind))  # fmt: skip
     if args.bfloat16 and "mkl" in kinds:
-        done = subprocess.run([sys.executable, __file__, "--child", "bfloat16"],
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        rows = child("bfloat16")
         print(f"\nMKL directly, the same {LAYERS} products (weight right):\n")
-        print("| weights and rows | ms | GB/s of weights |\n|---|---:|---:|")
-        for (name, ms), size in zip(json.loads(done.stdout.strip().splitlines()[-1]), (4, 2),
-                                    strict=True):  # fmt: skip
-            print(f"| {name} | {ms:.1f} | {LAYERS * OUT_DIM * IN_DIM * size / ms / 1e6:.1f} |")
+        if isinstance(rows, dict):
+            print(f"failed: {rows['error']}")
+        else:
+            print("| weights and rows | ms | GB/s of weights |\n|---|---:|---:|")
+            for (name, ms), size in zip(rows, (4, 2), strict=True):
+                print(f"| {name} | {ms:.1f} | {LAYERS * OUT_DIM * IN_DIM * size / ms / 1e6:.1f} |")
     elif args.bfloat16:
         print("\n--bfloat16: MKL is not installed (pip install rag-core[mkl])")
     if args.cache:
-        done = subprocess.run([sys.executable, __file__, "--child", "cache"], capture_output=True,
-                              text=True, timeout=900)  # fmt: skip
-        print("\nA MusicGen step's self-attention, 24 layers, position 250 of 503:\n")
-        print("| keys and values read | ms |\n|---|---:|")
-        for name, ms in json.loads(done.stdout.strip().splitlines()[-1]):
-            print(f"| {name} | {ms:.1f} |")
+        print_parts("A MusicGen step's self-attention, 24 layers, position 250 of 503",
+                    "keys and values read", child("cache"))  # fmt: skip
     return 0
 
 
