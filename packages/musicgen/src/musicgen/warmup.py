@@ -1,14 +1,18 @@
 """Loading the GPU's kernels on a helper thread while the weights are still being read.
 
 On CUDA a fresh process pays, on the first use of each kind of operation, for loading MLX's
-kernel module (0.08-0.15 s on an H200 for, say, the first strided copy or reflect pad) and for
-cuBLAS's set-up: most of what made its first text encoding slower than its second. So ``load``
-runs the text encoder once on a two-token prompt, on a thread of its own as soon as its weights
-are in, while it reads the decoder's weights, and waits for it before it returns. Only the
-kernels it loads into the process carry over (MLX keeps compiled traces per thread), and the
-output is dropped. The codec is not warmed this way: on CUDA its convolutions are cuDNN's, a
-warm-up of them did not make the first decode faster, and cuDNN's set-up on another thread
-broke the CUDA graph the main thread was capturing (H200, 2026-12-01).
+kernel module (0.08-0.15 s on an H200 for, say, the first reflect pad or product of a strided
+view: ``benchmarks/probe_first_use.py``) and for cuBLAS's set-up: most of what made its first
+text encoding slower than its second. So ``load`` runs the text encoder once on a two-token
+prompt, on a thread of its own as soon as its weights are in, while it reads the decoder's
+weights, and waits for it before it returns. Only the kernels it loads into the process carry
+over (MLX keeps compiled traces per thread), and the output is dropped. The codec is not warmed
+this way: on CUDA its convolutions are cuDNN's, a warm-up of them did not make the first decode
+faster, and cuDNN's set-up on another thread broke the CUDA graph the main thread was capturing
+(H200, 2026-12-01).
+
+``MUSICGEN_WARM_UP=0`` turns it off, ``=1`` on (the default: on with MLX's CUDA backend only;
+on the CPU nothing is loaded at first use, and Metal is not measured yet).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ pipelines and jobs, the config and the data dir (``home_dir``), the hub (``resol
 the CLI's output helpers (``note``, ``progress_bar``, ``is_quiet``, ``short``, ``echo_json``,
 ``echo_table``, ``exit_code``, ``interrupted_by``), the phases MLX_RAG_TIMINGS prints
 (``mark_phase``), the BLAS MLX's CPU products run on and the cores (``blas_status``,
-``usable_cores``), the server's (``read_json``, ``Fields``, ``HTTPError``, ``job_accepted``) and
-the errors. Helpers that would slow ``import rag_core`` (the CLI, the store, the web stack) load
-on first use.
+``usable_cores``), GELU with a rational erf (``gelu_rational``), the server's (``read_json``,
+``Fields``, ``HTTPError``, ``job_accepted``) and the errors. Helpers that would slow ``import
+rag_core`` (the CLI, the store, the web stack) load on first use.
 """
 
 from __future__ import annotations
