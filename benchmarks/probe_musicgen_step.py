@@ -3,6 +3,7 @@
     python benchmarks/probe_musicgen_step.py CHECKPOINT anatomy   # ms/step with 24, 12, 0 layers
     python benchmarks/probe_musicgen_step.py CHECKPOINT floor     # MLX's cost per kernel launch
     python benchmarks/probe_musicgen_step.py CHECKPOINT batch     # batches 16-256, per-row keys
+    python benchmarks/probe_musicgen_step.py CHECKPOINT decode    # EnCodec's 10 s decode by layer
 
 CHECKPOINT is a musicgen-small folder (bench_cold.py writes one); the model is loaded in
 float16 (``PROBE_Q=4``: 4-bit). Figures go to stdout and $OUT/probe_PART.json.
@@ -86,11 +87,39 @@ def batch(model) -> None:
         log(f"b{size}_peak_gb", mx.get_peak_memory() / 1e9)
 
 
+def decode(model) -> None:
+    """EnCodec's decode of 10 s (500 frames of random codes), whole and layer by layer."""
+    codec = model.codec
+    frames = round(10 * model.frame_rate)
+    codes = mx.random.randint(0, codec.config.codebook_size, (1, model.num_codebooks, frames))
+    for _ in range(2):
+        mx.eval(model.decode(codes))
+    start = time.perf_counter()
+    for _ in range(5):
+        mx.eval(model.decode(codes))
+    log("decode_10s_ms", (time.perf_counter() - start) / 5 * 1000)
+    totals: dict[str, float] = {}
+    for _ in range(3):
+        x = codec.quantizer.decode(codes)
+        mx.eval(x)
+        for index, layer in enumerate(codec.decoder.layers):
+            mx.synchronize()
+            start = time.perf_counter()
+            x = layer(x)
+            mx.eval(x)
+            mx.synchronize()
+            name = f"{index:02d}_{type(layer).__name__}"
+            totals[name] = totals.get(name, 0.0) + (time.perf_counter() - start) * 1000 / 3
+    for name, value in totals.items():
+        log(f"decode_layer_{name}_ms", value)
+
+
 def main() -> int:
     checkpoint, part = sys.argv[1], sys.argv[2]
     bits = int(os.environ.get("PROBE_Q", "0")) or None
     model = musicgen.load(checkpoint, dtype="float16", quantize=bits, progress=False)
-    {"anatomy": lambda: anatomy(model), "floor": floor, "batch": lambda: batch(model)}[part]()
+    parts = {"anatomy": anatomy, "floor": lambda _: floor(), "batch": batch, "decode": decode}
+    parts[part](model)
     with open(os.path.join(os.environ.get("OUT", "."), f"probe_{part}.json"), "w") as f:
         json.dump(RESULTS, f, indent=1)
     return 0

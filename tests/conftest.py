@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The parity tests check float32 arithmetic: on CUDA (and Apple's M5) MLX runs float32 products
+# in TF32 unless this is 0, read once per process, so before anything imports MLX.
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
 import pytest
 import rag_core.plugins

@@ -271,6 +271,49 @@ def test_self_attention_reads_the_cache_and_writes_its_keys_in_place(dtype, leng
     assert rel_error(got, want.transpose(0, 2, 1, 3).reshape(B, length, H * D)) < TOLERANCE[dtype]
 
 
+def test_lstm_kernel_covers_few_rows_of_float_layers_a_warp_per_unit(monkeypatch):
+    from musicgen.kernels import lstm
+
+    monkeypatch.setattr(lstm, "multiprocessors", lambda: 132)
+    x, wh = mx.zeros((1, 5, 4 * 512), mx.float16), mx.zeros((4 * 512, 512), mx.float16)
+    assert kernels.lstm_fits(x, wh)
+    assert kernels.lstm_fits(mx.zeros((8, 5, 4 * 512), mx.float32), wh.astype(mx.float32))
+    assert not kernels.lstm_fits(x, wh.astype(mx.float32))  # mixed dtypes
+    assert not kernels.lstm_fits(x.astype(mx.int32), wh.astype(mx.int32))
+    assert not kernels.lstm_fits(mx.zeros((9, 5, 4 * 512), mx.float16), wh)  # rows
+    assert not kernels.lstm_fits(mx.zeros((1, 0, 4 * 512), mx.float16), wh)  # no steps
+    assert not kernels.lstm_fits(mx.zeros((1, 5, 4 * 24)), mx.zeros((4 * 24, 24)))  # no vectors
+    assert not kernels.lstm_fits(mx.zeros((1, 5, 4 * 640)), mx.zeros((4 * 640, 640)))  # > regs
+    monkeypatch.setattr(lstm, "multiprocessors", lambda: 16)  # 32 warps' blocks not resident
+    assert not kernels.lstm_fits(x, wh)
+
+
+# EnCodec's LSTM: the one-kernel recurrence against the step-by-step MLX loop (kernels off),
+# over the whole input and resumed from a state, as streaming decodes do.
+@cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("rows", "size"), [(1, 512), (2, 256), (8, 512)])
+def test_lstm_kernel_matches_the_step_by_step_loop(dtype, rows, size, monkeypatch):
+    from musicgen.encodec.lstm import run_lstm
+
+    layer = nn.LSTM(size, size)
+    layer.set_dtype(dtype)
+    x = normal((rows, 40, size), 1, dtype=dtype)
+    start = normal((rows, size), 2, 0.5, dtype=dtype), normal((rows, size), 3, 0.5, dtype=dtype)
+    assert kernels.lstm_fits(x @ layer.Wx.T, layer.Wh)
+    got = run_lstm(layer, x, *start)
+    first = run_lstm(layer, x[:, :25], *start)
+    resumed = run_lstm(layer, x[:, 25:], first[1], first[2])
+    monkeypatch.setenv("MUSICGEN_KERNELS", "0")
+    want = run_lstm(layer, x, *start)
+    assert float(want[0].astype(mx.float32).std()) > 0.05  # not a constant or saturated output
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == dtype
+        assert rel_error(a, b) < TOLERANCE[dtype]
+    joined = mx.concatenate([first[0], resumed[0]], axis=1)
+    assert rel_error(joined, want[0]) < TOLERANCE[dtype]
+
+
 # 2 and 4 rows (CFG doubles the batch): fused projections against MLX's float32 gemv; 10 rows:
 # the projections are matmuls in every path, the attention kernels still fused.
 @cuda

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import mlx.core as mx
 import musicgen
 import numpy as np
 import pytest
-from musicgen import loading, warmup
+from musicgen import kernels, loading, warmup
 
 
 @pytest.mark.parametrize(
@@ -27,7 +29,7 @@ def test_off_by_default_on_the_cpu(monkeypatch):
         mx.set_default_device(device)
 
 
-def test_load_warms_the_text_encoder_and_generates_the_same(tiny_path, monkeypatch):
+def test_load_warms_the_codec_and_text_encoder_and_generates_the_same(tiny_path, monkeypatch):
     made: list[warmup.WarmUp] = []
 
     class Recorded(warmup.WarmUp):
@@ -42,7 +44,7 @@ def test_load_warms_the_text_encoder_and_generates_the_same(tiny_path, monkeypat
         model = musicgen.load(tiny_path)
         outputs[value] = np.array(model.generate(["warm", "cold"], duration=0.1, seed=3))
     warmed, cold = made
-    assert warmed.done == ["text encoder"] and not warmed.errors
+    assert sorted(warmed.done) == ["codec", "text encoder"] and not warmed.errors
     assert not cold.done and not cold.enabled
     np.testing.assert_array_equal(outputs["1"], outputs["0"])
 
@@ -54,3 +56,22 @@ def test_a_failing_pass_is_recorded_not_raised():
     warm_up.wait()
     assert warm_up.done == ["fine"]
     assert [type(e) for e in warm_up.errors] == [ZeroDivisionError]
+
+
+def test_warm_up_threads_run_plain_operations_only():
+    seen: list[bool] = []
+    warm_up = warmup.WarmUp(enabled=True)
+    warm_up.run("probe", lambda: seen.append(kernels.available()) or mx.zeros(1))
+    warm_up.wait()
+    assert seen == [False] and warm_up.done == ["probe"] and not warm_up.errors
+
+
+def test_plain_operations_hold_for_this_thread_only():
+    before = kernels.available()  # True on a CUDA machine, where this test means something
+    other: list[bool] = []
+    with kernels.plain_operations():
+        assert not kernels.available()
+        thread = threading.Thread(target=lambda: other.append(kernels.available()))
+        thread.start()
+        thread.join()
+    assert other == [before] and kernels.available() == before

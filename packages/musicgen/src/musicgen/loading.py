@@ -88,6 +88,8 @@ def load(
     mark_phase("load.modules")
     codec = load_codec(config, groups.pop("audio_encoder"), origin, path)
     mark_phase("load.codec")
+    warm_up = WarmUp()  # the kernels of each part loaded while the later parts are read
+    warm_up.run("codec", lambda: codec.decode(mx.zeros((1, codec.num_codebooks, 8), mx.int32)))
     chroma = None
     if config.is_melody:
         from musicgen.chroma import ChromaExtractor
@@ -97,7 +99,6 @@ def load(
     quantize_model(model, quantize)
     _evaluate_in_parts(text_encoder)
     mark_phase("load.text_encoder")
-    warm_up = WarmUp()  # the text encoder's kernels loaded while the decoder's weights are read
     warm_up.run("text encoder", lambda: text_encoder(*_dummy_prompt()))
     _evaluate_in_parts(decoder)
     mark_phase("load.decoder")

@@ -1,15 +1,17 @@
-"""Loading the GPU's kernels on a helper thread while the weights are still being read.
+"""Loading the GPU's kernels on helper threads while the weights are still being read.
 
 On CUDA a fresh process pays, on the first use of each kind of operation, for loading MLX's
-kernel module (0.08-0.15 s on an H200 for, say, the first reflect pad or product of a strided
+kernel module (0.07-0.15 s on an H200 for, say, the first reflect pad or product of a strided
 view: ``benchmarks/probe_first_use.py``) and for cuBLAS's set-up: most of what made its first
-text encoding slower than its second. So ``load`` runs the text encoder once on a two-token
-prompt, on a thread of its own as soon as its weights are in, while it reads the decoder's
-weights, and waits for it before it returns. Only the kernels it loads into the process carry
-over (MLX keeps compiled traces per thread), and the output is dropped. The codec is not warmed
-this way: on CUDA its convolutions are cuDNN's, a warm-up of them did not make the first decode
-faster, and cuDNN's set-up on another thread broke the CUDA graph the main thread was capturing
-(H200, 2026-12-01).
+generation slower than its second. So ``load`` runs the codec and the text encoder once on a
+tiny input, each on a thread of its own as soon as its weights are in, while it reads the
+decoder's weights, and waits for them before it returns. Only the kernels they load into the
+process carry over (MLX keeps compiled traces per thread), and the outputs are dropped. The
+warm-ups run MLX's own operations only (``musicgen.kernels.plain_operations``): loading their
+modules is what they are for, and the project's kernels come from the kernel cache in
+milliseconds when first used. An earlier warm-up of cuDNN's convolutions on such a thread broke
+the CUDA graph the main thread was capturing (H200, 2026-12-01); EnCodec has no cuDNN
+convolution since.
 
 ``MUSICGEN_WARM_UP=0`` turns it off, ``=1`` on (the default: on with MLX's CUDA backend only;
 on the CPU nothing is loaded at first use, and Metal is not measured yet).
@@ -22,6 +24,8 @@ import threading
 from collections.abc import Callable
 
 import mlx.core as mx
+
+from musicgen import kernels
 
 ENV = "MUSICGEN_WARM_UP"
 
@@ -61,7 +65,7 @@ class WarmUp:
     def _body(self, name: str, call: Callable[[], object], device: mx.Device) -> None:
         try:
             stream = mx.new_stream(device)
-            with mx.stream(stream):
+            with mx.stream(stream), kernels.plain_operations():
                 mx.eval(call())
             mx.synchronize(stream)
             self.done.append(name)

@@ -32,13 +32,11 @@ def conv1d(x: mx.array, weight: mx.array, stride: int = 1, dilation: int = 1) ->
 
     One product per tap: tap j multiplies the input frames it reads (a strided view) by
     `weight[:, j]`, accumulated with `addmm`; the same result as `mx.conv1d` up to float
-    rounding; on the CPU EnCodec's decode got faster with this and its compiled LSTM
-    (docs/performance.md). On CUDA `mx.conv1d` (cuDNN) runs instead: MLX runs float32 products
-    there in TF32 (`MLX_ENABLE_TF32`, on by default), which put EnCodec's audio 2e-3 off
-    transformers'.
+    rounding. EnCodec's decode got faster with this and its compiled LSTM on the CPU, and on
+    CUDA a fresh process's first decode no longer sets up a cuDNN plan per convolution shape
+    (docs/performance.md). Like every float32 product on CUDA, these run in TF32 unless
+    `MLX_ENABLE_TF32=0`.
     """
-    if mx.default_device() == mx.gpu and mx.cuda.is_available():
-        return mx.conv1d(x, weight, stride=stride, dilation=dilation)
     taps = weight.shape[1]
     frames = (x.shape[1] - (taps - 1) * dilation - 1) // stride + 1
     out = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from musicgen import kernels
+
 LSTMState = list[tuple[mx.array, mx.array]]  # (hidden, cell) of each layer, each (N, dim)
 
 
@@ -27,12 +29,15 @@ def run_lstm(
     """``layer`` (mlx.nn.LSTM's weights) over ``x`` (N, L, dim) from ``hidden`` and ``cell``
     (None: zeros); returns every step's hidden state (N, L, dim) and the last hidden state and
     cell. The same arithmetic as ``nn.LSTM.__call__``, with each step's gate arithmetic
-    compiled into one kernel: two launches a step instead of about ten."""
+    compiled into one kernel: two launches a step instead of about ten. On CUDA one kernel runs
+    every step (``musicgen.kernels.lstm_recurrence``)."""
     projected = mx.addmm(layer.bias, x, layer.Wx.T) if "bias" in layer else x @ layer.Wx.T
     size = layer.Wh.shape[1]
     zeros = mx.zeros((x.shape[0], size), projected.dtype)
     hidden = zeros if hidden is None else hidden
     cell = zeros if cell is None else cell
+    if kernels.available() and kernels.lstm_fits(projected, layer.Wh):
+        return kernels.lstm_recurrence(projected, hidden, cell, layer.Wh)
     recurrent = layer.Wh.T
     outputs = []
     for t in range(x.shape[1]):

@@ -1,4 +1,4 @@
-"""Fused CUDA kernels for the decoder's compiled decoding step.
+"""Fused CUDA kernels for the decoder's compiled decoding step (and EnCodec's LSTM).
 
 On CUDA a decoding step of a few rows is bound by the number of kernels it launches, not by the
 bytes it reads, so the compiled path (``StaticCache``) replaces each layer's ~20 small kernels
@@ -14,6 +14,8 @@ with 8, and the heads and the sampling of every step with 2 (``docs/performance.
 - ``decoder_step`` (``musicgen.kernels.step``): for one position of a few rows (batch 1-4
   with CFG), every layer of the step in one persistent kernel, with a grid-wide barrier between
   its phases: ~200 launches become one. Where it covers the decoder it replaces the two above.
+- ``lstm_recurrence`` (``musicgen.kernels.lstm``): every time step of one of EnCodec's LSTM
+  layers in one kernel, a block per few rows (about a thousand launches for 10 s of audio).
 - ``heads`` and ``sample`` (``musicgen.kernels.sampling``): the final layer norm and every
   codebook's head in one kernel; classifier-free guidance, temperature, top-k and the random
   draw (MLX's own random bits, computed in the kernel) in another, for any batch.
@@ -30,6 +32,9 @@ operations; ``MUSICGEN_KERNELS=0`` turns the kernels off.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlx.core as mx
@@ -47,6 +52,7 @@ from musicgen.kernels.linear import (
     fused_linear,
     linear_fits,
 )
+from musicgen.kernels.lstm import lstm_fits, lstm_recurrence
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
 from musicgen.kernels.stacked import StackedLayers, stack_layers, view
 from musicgen.kernels.step import (
@@ -59,13 +65,27 @@ from musicgen.kernels.step import (
     step_rows_fit,
 )
 
+_THREAD = threading.local()
+
 
 def available() -> bool:
     """Whether the fused kernels can run: MLX's CUDA backend on the default device, NVRTC to
-    compile them, and ``MUSICGEN_KERNELS`` is not ``0``."""
-    if os.environ.get("MUSICGEN_KERNELS", "1") == "0":
+    compile them, ``MUSICGEN_KERNELS`` is not ``0`` and the thread is not in
+    ``plain_operations``."""
+    if os.environ.get("MUSICGEN_KERNELS", "1") == "0" or getattr(_THREAD, "plain", False):
         return False
     return mx.cuda.is_available() and mx.default_device() == mx.gpu and compiler_available()
+
+
+@contextmanager
+def plain_operations() -> Iterator[None]:
+    """While held, this thread runs MLX's own operations only (``available()`` is False)."""
+    before = getattr(_THREAD, "plain", False)
+    _THREAD.plain = True
+    try:
+        yield
+    finally:
+        _THREAD.plain = before
 
 
 def persist_compiled_kernels() -> Path | None:
@@ -112,7 +132,10 @@ __all__ = [
     "heads_fit",
     "kernel_cache_dir",
     "linear_fits",
+    "lstm_fits",
+    "lstm_recurrence",
     "persist_compiled_kernels",
+    "plain_operations",
     "sample",
     "sampler_fits",
     "stack_layers",

@@ -27,10 +27,7 @@ POSITION_SLOTS = 16
 # with an online softmax (lane j scores key base + j, then the warp accumulates the values with
 # its lanes across the head dimension, one vector load per lane and key); the warps' partial
 # results are merged at the end. key_at(t) / value_at(t) point at key and value t (HD values).
-ATTEND = """
-#ifndef PRELOAD
-#define PRELOAD 0
-#endif
+LOADS_CG = """
 __device__ inline uint4 load16_cg(const void* p) {
   uint4 v;
   asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -52,6 +49,12 @@ template <typename U> __device__ inline float load_cg(const U* p) {  // f16, bf1
   asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h.bits) : "l"(p));
   return to_float(h);
 }
+"""
+
+ATTEND = LOADS_CG + """
+#ifndef PRELOAD
+#define PRELOAD 0
+#endif
 
 // Keys or values stored one after the other: row t at base + t * HD.
 struct Contiguous {

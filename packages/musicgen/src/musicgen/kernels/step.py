@@ -41,44 +41,46 @@ MAX_ROWS = 8
 STAGED_BYTES = 40 * 1024  # dynamic shared memory for a phase's staged input rows
 ENV = "MUSICGEN_STEP_KERNEL"  # "0": run the step as separate kernels
 # The grid barrier's state: (BARRIER_WORDS,) uint32 in device memory (not MLX's managed pool of
-# small arrays, which a kernel's atomics reach across the bus), arrivals and passes 128 bytes
-# apart.
+# small arrays, which a kernel's atomics reach across the bus); the barrier counts in the first.
 BARRIER_WORDS = 64
 
-DEVICE = (
-    HELPERS
-    + ATTEND
-    + """
+# A grid-wide barrier for kernels whose blocks are all resident at once (this one and
+# ``musicgen.kernels.lstm``).
+GRID_SYNC = """
 __device__ inline unsigned long long now_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-// Every block of the grid waits here until all have arrived (all are resident: one per
-// multiprocessor). bar[0] counts arrivals, bar[32] the barriers passed; both persist between
-// launches, and the last block to arrive resets the count.
+// Every block of the grid waits here until all have arrived (all must be resident at once).
+// One counter, bar[0], persisting between launches: block 0 adds 2^31 - (blocks
+// - 1) and every other block 1, so the top bit flips exactly when the last block arrives and
+// the low bits come back to where they were. A block waits for the top bit to differ from what
+// its own arrival saw: the last arrival is the only write on the way out (no reset, no second
+// counter).
 __device__ inline void grid_sync(unsigned int* bar) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    volatile unsigned int* passed = bar + 32;
-    const unsigned int mine = *passed;
+    const unsigned int add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u;
     __threadfence();
-    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-      atomicExch(bar, 0u);
-      __threadfence();
-      atomicAdd(bar + 32, 1u);
-    } else {
-      const unsigned long long start = now_ns();
-      for (unsigned int spins = 1; *passed == mine; ++spins) {
-        // A block that never comes (not resident): fail after 10 s rather than hang.
-        if ((spins & 4095u) == 0 && now_ns() - start > 10000000000ull) __trap();
-      }
+    const unsigned int seen = atomicAdd(bar, add);
+    volatile unsigned int* word = bar;
+    const unsigned long long start = now_ns();
+    for (unsigned int spins = 1; ((*word ^ seen) & 0x80000000u) == 0; ++spins) {
+      // A block that never comes (not resident): fail after 10 s rather than hang.
+      if ((spins & 4095u) == 0 && now_ns() - start > 10000000000ull) __trap();
     }
     __threadfence();
   }
   __syncthreads();
 }
+"""
 
+DEVICE = (
+    HELPERS
+    + ATTEND
+    + GRID_SYNC
+    + """
 // Stages R rows of `src` (R x W, written by this launch) in shared memory, layer-normalized
 // with (nw, nb) when NORM (in float32, rounded to T as MLX's LayerNorm in T is).
 template <int W, bool NORM>
