@@ -88,13 +88,50 @@ def test_a_static_cache_stacks_the_layers_only_where_the_step_runs(monkeypatch):
     assert decoder.step_layers is None
 
 
-def teacher_forced(decoder, rows: int, steps: int, masked: bool, prompt: int = 1) -> mx.array:
-    """Logits of ``steps`` single positions after a ``prompt``-position first call."""
+def test_folding_cross_attention_into_the_text_keeps_its_output():
+    decoder = small_decoder()
+    stacked = kernels.stack_layers(decoder)
+    states, mask = text_conditioning(2)
+    bias = cross_attention_bias(mask, mx.float32)
+    keys, values, kq, vo = kernels.fold_cross_attention(
+        stacked, decoder.config, decoder.cross_kv(states)
+    )
+    assert kq.shape == vo.shape == (2, 2, 4, 6, 256)  # layers, rows, heads, text, width
+    x = mx.random.normal((2, 1, 256), key=mx.random.key(11))
+    for i, layer in enumerate(decoder.layers):
+        want = layer.encoder_attn(x, bias, kv=(keys[i], values[i]))
+        scores = x[:, None] @ kq[i].swapaxes(-1, -2) * layer.encoder_attn.scale + bias
+        got = (mx.softmax(scores, axis=-1) @ vo[i]).sum(axis=1)
+        assert rel_error(got, want) < 1e-5
+
+
+def test_cross_attention_is_folded_only_for_the_step_and_short_text(monkeypatch):
+    decoder = small_decoder()
+    cross_kv = decoder.cross_kv(text_conditioning(2)[0])
+    assert decoder.fold_cross_kv(cross_kv) is cross_kv  # no one-kernel step
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    monkeypatch.setattr(kernels, "step_available", lambda: True)
+    decoder.make_static_cache(8)
+    assert len(decoder.fold_cross_kv(cross_kv)) == 4
+    # 4 heads x 6 positions x rows must stay within the width (256): folding pays.
+    assert kernels.fold_fits(10, 6, decoder) and not kernels.fold_fits(11, 6, decoder)
+    long_text = decoder.cross_kv(mx.zeros((2, 40, 256)))
+    assert decoder.fold_cross_kv(long_text) is long_text
+
+
+def teacher_forced(
+    decoder, rows: int, steps: int, masked: bool, prompt: int = 1, fold: bool = False
+) -> mx.array:
+    """Logits of ``steps`` single positions after a ``prompt``-position first call; ``fold``:
+    with the cross-attention folded into the text (as ``generate_step`` does)."""
     dtype = decoder.layer_norm.weight.dtype
     states, mask = text_conditioning(rows, dtype)
     bias = cross_attention_bias(mask, dtype) if masked else None
     cross_kv = decoder.cross_kv(states)
     cache = decoder.make_static_cache(prompt + steps)
+    if fold:
+        cross_kv = decoder.fold_cross_kv(cross_kv)
+        assert len(cross_kv) == 4
     first = mx.random.randint(0, 64, (rows, 4, prompt), key=mx.random.key(3))
     out = [decoder(first, cross_kv, bias, cache)[:, :, -1:]]
     for i in range(steps):
@@ -107,12 +144,14 @@ def teacher_forced(decoder, rows: int, steps: int, masked: bool, prompt: int = 1
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16])
 @pytest.mark.parametrize("rows", [2, 4])
 @pytest.mark.parametrize("masked", [False, True])
-def test_one_kernel_step_gives_the_per_layer_kernels_logits(dtype, rows, masked, monkeypatch):
+@pytest.mark.parametrize("fold", [False, True])
+def test_one_kernel_step_gives_the_per_layer_kernels_logits(dtype, rows, masked, fold,
+                                                            monkeypatch):
     decoder = small_decoder(dtype)
     calls = []
     step = kernels.decoder_step
     monkeypatch.setattr(kernels, "decoder_step", lambda *a, **k: calls.append(1) or step(*a, **k))
-    got = teacher_forced(decoder, rows, 6, masked)
+    got = teacher_forced(decoder, rows, 6, masked, fold=fold)
     assert calls, "the one-kernel step did not run"
     monkeypatch.setenv("MUSICGEN_STEP_KERNEL", "0")
     want = teacher_forced(decoder, rows, 6, masked)

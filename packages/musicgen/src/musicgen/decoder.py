@@ -24,7 +24,9 @@ from musicgen import kernels
 from musicgen.cache import KVCache, StaticCache, StaticLayerCache, causal_mask
 from musicgen.config import DecoderConfig, activation
 
-CrossKV = tuple[mx.array, mx.array]  # every layer's keys, values: (layers, B, H, S, D) each
+# Every layer's cross-attention keys and values, (layers, B, H, S, D) each, and for the
+# one-kernel step maybe their folded forms (``MusicGenDecoder.fold_cross_kv``).
+CrossKV = tuple[mx.array, ...]
 Cache = list[KVCache] | StaticCache
 
 __all__ = [
@@ -305,6 +307,17 @@ class MusicGenDecoder(nn.Module):
         view."""
         pairs = [layer.encoder_attn.project_kv(states) for layer in self.layers]
         return mx.stack([k for k, _ in pairs]), mx.stack([v for _, v in pairs])
+
+    def fold_cross_kv(self, cross_kv: CrossKV) -> CrossKV:
+        """``cross_kv`` with the cross-attention's query and output projections folded into the
+        text's keys and values (``kernels.fold_cross_attention``) where the one-kernel step
+        runs and that pays for this text (``kernels.fold_fits``); else ``cross_kv``."""
+        rows, length = cross_kv[0].shape[1], cross_kv[0].shape[3]
+        if self.step_layers is None or not kernels.step_rows_fit(rows, self):
+            return cross_kv
+        if not kernels.fold_fits(rows, length, self):
+            return cross_kv
+        return kernels.fold_cross_attention(self.step_layers, self.config, cross_kv)
 
     def make_cache(self, max_length: int | None = None) -> list[KVCache]:
         """The plain cache: one growable KVCache per layer."""

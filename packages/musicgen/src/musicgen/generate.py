@@ -110,6 +110,10 @@ def generate_step(
         cache = decoder.make_static_cache(start + total)
     else:
         cache = decoder.make_cache(start + total)
+    # The one-kernel step runs one generation at a time per process (kernels.exclusive_steps).
+    one_kernel = static and getattr(decoder, "step_layers", None) is not None
+    if one_kernel:
+        cross_kv = decoder.fold_cross_kv(cross_kv)
     known = known_tokens(prompt, batch, num_frames, delays, special)
     key = key if key is not None else random_key()
     if key.ndim == 2 and key.shape[0] != batch:
@@ -144,8 +148,6 @@ def generate_step(
         tokens, key = choose(logits, key, known[:, :, position])
         return tokens
 
-    # The one-kernel step runs one generation at a time per process (kernels.exclusive_steps).
-    one_kernel = static and getattr(decoder, "step_layers", None) is not None
     with kernels.exclusive_steps() if one_kernel else nullcontext(kernels.Issued()) as issued:
         history = [known[:, :, p] for p in range(start + 1)]  # the delayed sequence, by position
         tokens = issued.last = next_tokens(known[:, :, : start + 1], start + 1)

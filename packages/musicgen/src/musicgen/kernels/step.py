@@ -144,6 +144,20 @@ __device__ inline void prefetch(const T* w) {
   }
 }
 
+// `count` rows of `width` T each from `base` into L2 (a runtime count: the text's length).
+__device__ inline void prefetch_rows(const T* base, int count, int width) {
+  const int warps = gridDim.x * (THREADS / 32);
+  for (int row = first_warp(); row < count; row += warps) {
+#if __CUDA_ARCH__ >= 900
+    if ((threadIdx.x & 31) == 0) {
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                   :: "l"(base + (size_t)row * width), "r"((unsigned int)(width * sizeof(T)))
+                   : "memory");
+    }
+#endif
+  }
+}
+
 // y[r, n] = act(xs[r] . w[n]) for the N rows n of w (N x KW), or y[r, n] += xs[r] . w[n] with
 // RESIDUAL. Each warp takes NCOL columns at a time, STEP 16-byte loads of each in flight.
 template <int KW, int N, int NCOL, int STEP, int ACTK, bool RESIDUAL>
@@ -254,6 +268,91 @@ STEP = """
       stage<D, false>(xs, att, nullptr, nullptr);
       gemv<D, D, NC_D, STEP_D, 0, true>(xs, w, x);
     }
+#if FOLDED
+    // Cross-attention folded into the text (``fold_cross_attention``, once per generation):
+    // per row, head h and text position t, kq = K_t Wq_h and vo = V_t Wo_h^T (D wide), so
+    // scores = SCALE LN(x) . kq (+ bias), then x += sum over (h, t) of softmax_h(scores) vo.
+    // Two phases instead of three (query, attention, output), and fewer bytes for short text.
+    {
+      constexpr int VEC = 16 / sizeof(T);
+      const int lane = threadIdx.x & 31, warps = gridDim.x * (THREADS / 32);
+      const int items = R * NUM_HEADS * ST;  // (row, head, text position)
+      const T* kq = cross_kq + (size_t)layer * items * D;
+      prefetch_rows(kq, items, D);
+      grid_sync(bar);
+      stage<D, true>(xs, x, norm + 2 * D, norm + 3 * D);
+      for (int item = first_warp(); item < items; item += warps) {
+        const int r = item / (NUM_HEADS * ST);
+        float acc = 0.0f;
+#pragma unroll
+        for (int c = 0; c < D / (32 * VEC); ++c) {
+          const int k0 = (c * 32 + lane) * VEC;
+          const Pack<T> kv = load_pack(kq + (size_t)item * D + k0);
+          const Pack<T> xv = *reinterpret_cast<const Pack<T>*>(xs + r * D + k0);
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) acc += to_float(kv.v[e]) * to_float(xv.v[e]);
+        }
+        acc = warp_sum(acc) * SCALE;
+#if HAS_BIAS
+        acc += to_float(bias[(size_t)r * ST + item % ST]);
+#endif
+        if (lane == 0) scores[item] = acc;
+      }
+    }
+    {
+      const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+      constexpr int WARPS = THREADS / 32;
+      const int terms = NUM_HEADS * ST;  // (head, text position) of a row
+      const T* vo = cross_vo + (size_t)layer * R * terms * D;
+      prefetch_rows(vo, R * terms, D);
+      grid_sync(bar);
+      // Every block with columns to add: the softmax of each (row, head) over the text, into
+      // shared memory.
+      float* ps = reinterpret_cast<float*>(staged);
+      float* partial = ps + R * terms;  // WARPS x R x 32 column sums
+      for (int g = blockIdx.x * 32 < D ? warp : R * NUM_HEADS; g < R * NUM_HEADS; g += WARPS) {
+        float* p = ps + g * ST;
+        float top = -INFINITY;
+        for (int t = lane; t < ST; t += 32) {
+          p[t] = load_cg(scores + g * ST + t);
+          top = fmaxf(top, p[t]);
+        }
+        top = warp_max(top);
+        float sum = 0.0f;
+        for (int t = lane; t < ST; t += 32) {
+          p[t] = expf(p[t] - top);
+          sum += p[t];
+        }
+        const float inverse = 1.0f / warp_sum(sum);
+        for (int t = lane; t < ST; t += 32) p[t] *= inverse;
+      }
+      __syncthreads();
+      // Then 32 columns at a time: the warps split the (head, text position) terms, warp r adds
+      // row r's partial sums and the residual.
+      for (int n0 = blockIdx.x * 32; n0 < D; n0 += gridDim.x * 32) {
+        float acc[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+        for (int term = warp; term < terms; term += WARPS) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const T v = vo[((size_t)r * terms + term) * D + n0 + lane];
+            acc[r] += ps[r * terms + term] * to_float(v);
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) partial[(warp * R + r) * 32 + lane] = acc[r];
+        __syncthreads();
+        if (warp < R) {
+          float sum = 0.0f;
+          for (int w = 0; w < WARPS; ++w) sum += partial[(w * R + warp) * 32 + lane];
+          T* out = x + (size_t)warp * D + n0 + lane;
+          *out = from_float<T>(sum + load_cg(out));
+        }
+        __syncthreads();
+      }
+    }
+#else
     // Cross-attention to the text: LN -> query (into qkv's first R x D); attention; out + residual.
     {
       const T* w = cross_q_w + (size_t)layer * D * D;
@@ -281,6 +380,7 @@ STEP = """
       stage<D, false>(xs, att, nullptr, nullptr);
       gemv<D, D, NC_D, STEP_D, 0, true>(xs, w, x);
     }
+#endif
     // Feed-forward: LN -> fc1 + activation; fc2 + residual.
     {
       const T* w = fc1_w + (size_t)layer * FFN * D;
@@ -414,6 +514,37 @@ def step_rows_fit(rows: int, decoder: nn.Module) -> bool:
     return 1 <= rows <= MAX_ROWS and rows * widest * size <= STAGED_BYTES
 
 
+def fold_fits(rows: int, text_length: int, decoder: nn.Module) -> bool:
+    """Whether ``fold_cross_attention`` pays and fits for ``rows`` rows and this text: the
+    folded keys and values are no larger than the query and output projections they replace,
+    and the rows' softmax (and the columns' partial sums) fit in shared memory."""
+    terms = decoder.config.num_attention_heads * text_length
+    return rows * terms <= decoder.config.hidden_size and _fold_bytes(rows, terms) <= STAGED_BYTES
+
+
+def _fold_bytes(rows: int, terms: int) -> int:
+    """Shared memory of the folded cross-attention's second phase: the rows' softmax and the
+    warps' partial column sums (float32)."""
+    return rows * (terms + THREADS) * 4
+
+
+def fold_cross_attention(stacked: StackedLayers, config, cross_kv: tuple) -> tuple:
+    """(keys, values) -> (keys, values, kq, vo) for ``decoder_step``, once per generation.
+
+    Per layer, row, head h and text position t: kq = K_t . Wq_h (the query projection's rows of
+    head h, so that q_h . K_t = LN(x) . kq) and vo = V_t . Wo_h^T (the output projection's
+    columns of head h, so that the head's share of the output is sum_t p_t vo_t); each
+    (layers, rows, heads, text length, width), in the compute dtype.
+    """
+    keys, values = cross_kv[:2]
+    layers, width = stacked.arrays["cross_q"].shape[:2]
+    heads, head_dim = config.num_attention_heads, config.head_dim
+    query = stacked.arrays["cross_q"].reshape(layers, 1, heads, head_dim, width)
+    out = stacked.arrays["cross_out"].reshape(layers, width, heads, head_dim)
+    out = out.transpose(0, 2, 3, 1)[:, None]  # (layers, 1, heads, head_dim, width)
+    return keys, values, keys @ query, values @ out
+
+
 def decoder_step(
     codes: mx.array,
     stacked: StackedLayers,
@@ -430,8 +561,9 @@ def decoder_step(
 
     ``codes`` (R, K, 1) int32; ``cache`` is the StaticCache's (keys, values, barrier), keys and
     values (layers, R, H, S, head_dim), written at ``position[0]`` (int32) in place;
-    ``cross_kv`` the text's keys and values (layers, R, H, text length, head_dim), and
-    ``cross_bias`` (R, 1, 1, text length) or None.
+    ``cross_kv`` the text's keys and values (layers, R, H, text length, head_dim), followed by
+    their folded forms where ``fold_cross_attention`` made them, and ``cross_bias`` (R, 1, 1,
+    text length) or None.
     """
     rows, codebooks = codes.shape[0], codes.shape[1]
     keys, values, barrier = cache
@@ -461,6 +593,9 @@ def decoder_step(
         ("cross_v", cross_kv[1]),
         ("barrier", barrier),
     ]
+    folded = len(cross_kv) == 4
+    if folded:
+        inputs += [("cross_kq", cross_kv[2]), ("cross_vo", cross_kv[3])]
     if cross_bias is not None:
         inputs.append(("bias", cross_bias))
     outputs = (
@@ -469,6 +604,7 @@ def decoder_step(
         ("qkv", (rows, 3 * width), dtype),
         ("att", (rows, width), dtype),
         ("hidden", (rows, ffn), dtype),
+        ("scores", (rows * heads * cross_kv[0].shape[3] if folded else 1,), mx.float32),
     )
     kernel = build(
         "step",
@@ -491,6 +627,7 @@ def decoder_step(
         EPS=float(eps),
         SCALE=float(head_dim**-0.5),
         HAS_BIAS=int(cross_bias is not None),
+        FOLDED=int(folded),
         THREADS=THREADS,
         **layout,
     )
@@ -501,6 +638,7 @@ def decoder_step(
         grid=(blocks * THREADS, 1, 1),
         threadgroup=(THREADS, 1, 1),
         scalars=(keys.shape[3], cross_kv[0].shape[3]),
-        shared_memory=rows * max(width, ffn) * dtype.size,
+        shared_memory=max(rows * max(width, ffn) * dtype.size,
+                          _fold_bytes(rows, heads * cross_kv[0].shape[3]) if folded else 0),
     )
     return x.reshape(rows, 1, width), next_position
