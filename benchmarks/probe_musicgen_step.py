@@ -4,6 +4,7 @@
     python benchmarks/probe_musicgen_step.py CHECKPOINT floor     # MLX's cost per kernel launch
     python benchmarks/probe_musicgen_step.py CHECKPOINT batch     # batches 16-256, per-row keys
     python benchmarks/probe_musicgen_step.py CHECKPOINT decode    # EnCodec's 10 s decode by layer
+    python benchmarks/probe_musicgen_step.py CHECKPOINT lstm      # its LSTM layer alone, us a step
 
 CHECKPOINT is a musicgen-small folder (bench_cold.py writes one); the model is loaded in
 float16 (``PROBE_Q=4``: 4-bit). Figures go to stdout and $OUT/probe_PART.json.
@@ -114,11 +115,35 @@ def decode(model) -> None:
         log(f"decode_layer_{name}_ms", value)
 
 
+def lstm(model) -> None:
+    """One of EnCodec's LSTM layers alone (float16, one row): us a time step for 50 and 500
+    steps, with the one-kernel recurrence where it runs and with the step-by-step loop."""
+    from musicgen.encodec.lstm import run_lstm
+
+    layer = next(m for m in model.codec.decoder.layers if hasattr(m, "lstm")).lstm[0]
+    size = layer.Wh.shape[1]
+    for kernels_on in ("1", "0"):
+        os.environ["MUSICGEN_KERNELS"] = kernels_on
+        for steps in (50, 500):
+            x = mx.random.normal((1, steps, size)).astype(layer.Wh.dtype)
+            for _ in range(2):
+                mx.eval(run_lstm(layer, x, None, None))
+            mx.synchronize()
+            start = time.perf_counter()
+            for _ in range(5):
+                mx.eval(run_lstm(layer, x, None, None))
+            mx.synchronize()
+            elapsed = (time.perf_counter() - start) / 5
+            log(f"lstm_kernels_{kernels_on}_{steps}_steps_us_per_step", elapsed / steps * 1e6)
+    os.environ.pop("MUSICGEN_KERNELS")
+
+
 def main() -> int:
     checkpoint, part = sys.argv[1], sys.argv[2]
     bits = int(os.environ.get("PROBE_Q", "0")) or None
     model = musicgen.load(checkpoint, dtype="float16", quantize=bits, progress=False)
-    parts = {"anatomy": anatomy, "floor": lambda _: floor(), "batch": batch, "decode": decode}
+    parts = {"anatomy": anatomy, "floor": lambda _: floor(), "batch": batch, "decode": decode,
+             "lstm": lstm}  # fmt: skip
     parts[part](model)
     with open(os.path.join(os.environ.get("OUT", "."), f"probe_{part}.json"), "w") as f:
         json.dump(RESULTS, f, indent=1)
