@@ -144,20 +144,11 @@ def lstm_recurrence(
     rows, length, _ = projected.shape
     size = recurrent.shape[-1]
     dtype = projected.dtype
-    inputs = ("projected", "h0", "c0", "wh")
-    kernel = build(
-        "lstm",
-        SOURCE,
-        (*((name, dtype) for name in inputs), ("barrier", mx.uint32)),
-        (("out", dtype), ("h_last", dtype), ("c_last", dtype)),
-        (("int", "L"),),
-        header=HEADER,
-        launch_bounds=(THREADS, 1),
-        T=dtype,
-        H=size,
-        N=rows,
-        THREADS=THREADS,
-    )
+    inputs = (*((name, dtype) for name in ("projected", "h0", "c0", "wh")), ("barrier", mx.uint32))
+    outputs = (("out", dtype), ("h_last", dtype), ("c_last", dtype))
+    defines = {"T": dtype, "H": size, "N": rows, "THREADS": THREADS}
+    kernel = build("lstm", SOURCE, inputs, outputs, (("int", "L"),), header=HEADER,
+                   launch_bounds=(THREADS, 1), **defines)  # fmt: skip
     with exclusive_steps() as issued:
         barrier = mx.zeros((BARRIER_WORDS,), mx.uint32)
         outputs = kernel(
