@@ -53,13 +53,11 @@ from musicgen.kernels.linear import (
     linear_fits,
 )
 from musicgen.kernels.lstm import lstm_fits, lstm_recurrence
+from musicgen.kernels.persistent import BARRIER_WORDS, Issued, exclusive_steps
 from musicgen.kernels.sampling import heads, heads_fit, sample, sampler_fits
 from musicgen.kernels.stacked import StackedLayers, stack_layers, view
 from musicgen.kernels.step import (
-    BARRIER_WORDS,
-    Issued,
     decoder_step,
-    exclusive_steps,
     fold_cross_attention,
     fold_fits,
     step_available,

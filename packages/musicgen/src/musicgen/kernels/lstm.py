@@ -5,7 +5,7 @@ EnCodec's two layers over 10 s of audio (500 frames) cost about a thousand launc
 set-up: 70-78 ms of a 117 ms decode on an H200 (``benchmarks/probe_musicgen_step.py decode``).
 Here one launch runs every time step of a few rows: each warp of the grid owns one hidden unit,
 holds that unit's four rows of recurrent weights in registers for the whole run, and computes
-its gates and cell update for every row; a grid-wide barrier (``musicgen.kernels.step``'s)
+its gates and cell update for every row; a grid-wide barrier (``musicgen.kernels.persistent``)
 separates the time steps, each block staging the rows' last hidden states from L2 in shared
 memory. A version with one block per row and no barrier was slower than MLX's step-by-step
 loop (one multiprocessor's latency chain over 512 units a step).
@@ -21,7 +21,7 @@ import mlx.core as mx
 
 from musicgen.kernels.attention import LOADS_CG
 from musicgen.kernels.compiler import DTYPES, build
-from musicgen.kernels.step import BARRIER_WORDS, GRID_SYNC, exclusive_steps, multiprocessors
+from musicgen.kernels.persistent import BARRIER_WORDS, GRID_SYNC, exclusive_steps, multiprocessors
 
 THREADS = 512  # 16 warps a block, one hidden unit a warp
 MAX_ROWS = 8  # rows in one launch (accumulators per lane: 4 gates x rows)

@@ -21,12 +21,7 @@ the layers then hold views of those arrays, so nothing is stored twice.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import cache
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -34,48 +29,13 @@ import mlx.nn as nn
 from musicgen.kernels.attention import ATTEND, POSITION_SLOTS
 from musicgen.kernels.compiler import DTYPES, build
 from musicgen.kernels.linear import ACTIVATIONS, HELPERS
+from musicgen.kernels.persistent import GRID_SYNC, multiprocessors
 from musicgen.kernels.stacked import LINEARS, NORMS, StackedLayers, layer_module
 
 THREADS = 512  # 16 warps per block, one block per multiprocessor
 MAX_ROWS = 8
 STAGED_BYTES = 40 * 1024  # dynamic shared memory for a phase's staged input rows
 ENV = "MUSICGEN_STEP_KERNEL"  # "0": run the step as separate kernels
-# The grid barrier's state: (BARRIER_WORDS,) uint32 in device memory (not MLX's managed pool of
-# small arrays, which a kernel's atomics reach across the bus); the barrier counts in the first.
-BARRIER_WORDS = 64
-
-# A grid-wide barrier for kernels whose blocks are all resident at once (this one and
-# ``musicgen.kernels.lstm``).
-GRID_SYNC = """
-__device__ inline unsigned long long now_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-// Every block of the grid waits here until all have arrived (all must be resident at once).
-// One counter, bar[0], persisting between launches: block 0 adds 2^31 - (blocks
-// - 1) and every other block 1, so the top bit flips exactly when the last block arrives and
-// the low bits come back to where they were. A block waits for the top bit to differ from what
-// its own arrival saw: the last arrival is the only write on the way out (no reset, no second
-// counter).
-__device__ inline void grid_sync(unsigned int* bar) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const unsigned int add = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u;
-    __threadfence();
-    const unsigned int seen = atomicAdd(bar, add);
-    volatile unsigned int* word = bar;
-    const unsigned long long start = now_ns();
-    for (unsigned int spins = 1; ((*word ^ seen) & 0x80000000u) == 0; ++spins) {
-      // A block that never comes (not resident): fail after 10 s rather than hang.
-      if ((spins & 4095u) == 0 && now_ns() - start > 10000000000ull) __trap();
-    }
-    __threadfence();
-  }
-  __syncthreads();
-}
-"""
-
 DEVICE = (
     HELPERS
     + ATTEND
@@ -400,58 +360,10 @@ STEP = """
 """
 
 
-class Issued:
-    """What a generation last queued (``last``): the next one waits for it to have run."""
-
-    last: mx.array | None = None
-
-
-_STEP_LOCK = threading.RLock()
-_previous = Issued()
-
-
-@contextmanager
-def exclusive_steps() -> Iterator[Issued]:
-    """Hold while a generation may run the one-kernel step: one such generation at a time.
-
-    MLX gives each thread its own stream. Two generations in two threads could then run their
-    step kernels at once, each holding part of the multiprocessors while its grid barrier
-    waits for blocks the other keeps out: a deadlock. Here a second thread waits for the
-    first generation's end, then for its last queued step (``Issued.last``, which the
-    generation keeps current) to have run on the GPU, before it queues its own.
-    """
-    global _previous
-    with _STEP_LOCK:
-        if _previous.last is not None:
-            mx.eval(_previous.last)
-        issued = Issued()
-        try:
-            yield issued
-        finally:
-            if issued.last is not None:  # queued on this thread's stream, for others to await
-                mx.async_eval(issued.last)
-            _previous = issued
-
-
 def step_available() -> bool:
     """Whether the one-kernel step may run (given that ``musicgen.kernels.available()``): the
     multiprocessors can be counted and ``MUSICGEN_STEP_KERNEL`` is not ``0``."""
     return os.environ.get(ENV, "1") != "0" and multiprocessors() is not None
-
-
-@cache
-def multiprocessors() -> int | None:
-    """The number of multiprocessors of CUDA device 0 (the driver API), or None."""
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None
-    device, count = ctypes.c_int(), ctypes.c_int()
-    if lib.cuInit(0) or lib.cuDeviceGet(ctypes.byref(device), 0):
-        return None
-    if lib.cuDeviceGetAttribute(ctypes.byref(count), 16, device):  # MULTIPROCESSOR_COUNT
-        return None
-    return count.value or None
 
 
 def _columns_per_warp(width: int, columns: int, rows: int, dtype: mx.Dtype, warps: int) -> dict:
