@@ -72,7 +72,11 @@ def available() -> bool:
     """Whether the fused kernels can run: MLX's CUDA backend on the default device, NVRTC to
     compile them, ``MUSICGEN_KERNELS`` is not ``0`` and the thread is not in
     ``plain_operations``."""
-    if os.environ.get("MUSICGEN_KERNELS", "1") == "0" or getattr(_THREAD, "plain", False):
+    return not getattr(_THREAD, "plain", False) and _process_can_run_kernels()
+
+
+def _process_can_run_kernels() -> bool:
+    if os.environ.get("MUSICGEN_KERNELS", "1") == "0":
         return False
     return mx.cuda.is_available() and mx.default_device() == mx.gpu and compiler_available()
 
