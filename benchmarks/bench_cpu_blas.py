@@ -12,7 +12,8 @@
    package is installed), each in a fresh process (`MLX_RAG_BLAS=openblas|mkl`); torch's
    `F.linear` (its own MKL) runs in another, when torch is installed.
 2. `--bfloat16` (where MKL is installed): the same products through libmkl_rt directly, float32
-   (`cblas_sgemm`) against bfloat16 weights and rows (`cblas_gemm_bf16bf16f32`, float32 out):
+   (`cblas_sgemm`) against bfloat16 weights and rows (`cblas_gemm_bf16bf16f32`, float32 out),
+   each also with the weights packed once in MKL's layout (`cblas_*_pack`, then `*_compute`):
    whether half the bytes would stream in half the time on this CPU.
 3. `--layer`: one BERT layer of all-MiniLM-L6-v2's shapes at 32 x 160 tokens on MLX's CPU
    stream, by part (the products, GELU, the attention with its NumPy softmax, layer norms).
@@ -94,19 +95,29 @@ def layer_parts() -> list[tuple[str, float]]:
     return [(name, best_ms(lambda run=run: mx.eval(run()), 5)) for name, run in parts]
 
 
-def mkl_bfloat16() -> list[tuple[str, float]]:
-    """MKL's float32 and bfloat16 products, 2 rows times each of the 24 fc1 weights (x W^T)."""
+def mkl_bfloat16() -> list[tuple[str, float, int]]:
+    """MKL's float32 and bfloat16 products, 2 rows times each of the 24 fc1 weights (x W^T):
+    (name, ms, bytes a weight element takes), each as a plain call and with the weights packed
+    once beforehand (``cblas_*_pack``: MKL's own layout, as a model's weights could be kept)."""
     import ctypes
 
     import numpy as np
     from rag_core.blas import _mkl_path
 
     mkl = ctypes.CDLL(_mkl_path())
-    arguments = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
-                                      ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
-                                      ctypes.c_void_p, ctypes.c_int]  # fmt: skip
-    for name in ("cblas_sgemm", "cblas_gemm_bf16bf16f32"):
+    i, f, p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    signatures = {
+        "cblas_sgemm": [i] * 6 + [f, p, i, p, i, f, p, i],
+        "cblas_gemm_bf16bf16f32": [i] * 6 + [f, p, i, p, i, f, p, i],
+        "cblas_sgemm_pack": [i] * 6 + [f, p, i, p],
+        "cblas_gemm_bf16bf16f32_pack": [i] * 6 + [p, i, p],
+        "cblas_sgemm_compute": [i] * 6 + [p, i, p, i, f, p, i],
+        "cblas_gemm_bf16bf16f32_compute": [i] * 6 + [f, p, i, p, i, f, p, i],
+    }
+    for name, arguments in signatures.items():
         getattr(mkl, name).argtypes = arguments
+    for name in ("cblas_sgemm_pack_get_size", "cblas_gemm_bf16bf16f32_pack_get_size"):
+        getattr(mkl, name).argtypes, getattr(mkl, name).restype = [i] * 4, ctypes.c_size_t
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((OUT_DIM, IN_DIM), dtype=np.float32) * 0.02
                for _ in range(LAYERS)]  # fmt: skip
@@ -114,16 +125,37 @@ def mkl_bfloat16() -> list[tuple[str, float]]:
     halves = [(w.view(np.uint32) >> 16).astype(np.uint16) for w in weights]  # bfloat16 bits
     x_half = (x.view(np.uint32) >> 16).astype(np.uint16)
     out = np.zeros((ROWS, OUT_DIM), np.float32)
-    row_major, plain, transposed = 101, 111, 112
+    row_major, plain, transposed, packed, b_matrix = 101, 111, 112, 151, 162
+    shape = (ROWS, OUT_DIM, IN_DIM)
 
-    def products(function, rows, matrices):
+    def pack(name: str, matrices: list, dtype, *alpha) -> list:
+        size = getattr(mkl, f"{name}_pack_get_size")(b_matrix, *shape)
+        out_packs = []
         for w in matrices:
-            function(row_major, plain, transposed, ROWS, OUT_DIM, IN_DIM, 1.0, rows.ctypes.data,
-                     IN_DIM, w.ctypes.data, IN_DIM, 0.0, out.ctypes.data, OUT_DIM)  # fmt: skip
+            buffer = np.zeros(size // np.dtype(dtype).itemsize + 64, dtype)
+            getattr(mkl, f"{name}_pack")(row_major, b_matrix, transposed, *shape, *alpha,
+                                         w.ctypes.data, IN_DIM, buffer.ctypes.data)  # fmt: skip
+            out_packs.append(buffer)
+        return out_packs
 
-    return [("float32 (cblas_sgemm)", best_ms(lambda: products(mkl.cblas_sgemm, x, weights))),
-            ("bfloat16 (cblas_gemm_bf16bf16f32)",
-             best_ms(lambda: products(mkl.cblas_gemm_bf16bf16f32, x_half, halves)))]  # fmt: skip
+    single_packs = pack("cblas_sgemm", weights, np.float32, 1.0)
+    half_packs = pack("cblas_gemm_bf16bf16f32", halves, np.uint16)
+
+    def products(function, rows, matrices, layout=transposed, alpha=(1.0,)):
+        for w in matrices:
+            function(row_major, plain, layout, *shape, *alpha, rows.ctypes.data, IN_DIM,
+                     w.ctypes.data, IN_DIM, 0.0, out.ctypes.data, OUT_DIM)  # fmt: skip
+
+    runs = [
+        ("float32 (cblas_sgemm)", 4, lambda: products(mkl.cblas_sgemm, x, weights)),
+        ("float32, packed (cblas_sgemm_compute)", 4,
+         lambda: products(mkl.cblas_sgemm_compute, x, single_packs, packed, ())),
+        ("bfloat16 (cblas_gemm_bf16bf16f32)", 2,
+         lambda: products(mkl.cblas_gemm_bf16bf16f32, x_half, halves)),
+        ("bfloat16, packed (cblas_gemm_bf16bf16f32_compute)", 2,
+         lambda: products(mkl.cblas_gemm_bf16bf16f32_compute, x_half, half_packs, packed)),
+    ]  # fmt: skip
+    return [(name, best_ms(run), size) for name, size, run in runs]
 
 
 def cache_attention() -> list[tuple[str, float]]:
@@ -216,7 +248,7 @@ def main() -> int:
             print(f"failed: {rows['error']}")
         else:
             print("| weights and rows | ms | GB/s of weights |\n|---|---:|---:|")
-            for (name, ms), size in zip(rows, (4, 2), strict=True):
+            for name, ms, size in rows:
                 print(f"| {name} | {ms:.1f} | {LAYERS * OUT_DIM * IN_DIM * size / ms / 1e6:.1f} |")
     elif args.bfloat16:
         print("\n--bfloat16: MKL is not installed (pip install rag-core[mkl])")
