@@ -4,16 +4,18 @@ At batch 1 a step reads about 0.7 GB of float16 weights (musicgen-small): 0.15 m
 bandwidth, against about 1.7 ms for ~200 separate kernels, each paying its launch, its ramp-up
 and its tail. Here one kernel runs every layer: one block per multiprocessor, all of them
 resident at once, each phase (a projection, an attention, a feed-forward half) spread over every
-warp of the grid, and a grid-wide barrier between phases (a counter in global memory). A phase's
-input rows (a few: batch x CFG branches) are staged, layer-normalized, in each block's shared
-memory; each warp then streams whole weight rows from memory, several in flight. Everything a
+warp of the grid, and a grid-wide barrier between phases (``musicgen.kernels.persistent``). A
+phase's input rows (a few: batch x CFG branches) are staged, layer-normalized, in each block's
+shared memory; each warp then streams whole weight rows from memory, several in flight. Everything a
 phase writes for the next (the residual stream, the projections) is read back from L2
 (``ld.global.cg``), never from a multiprocessor's possibly stale L1.
 
 The kernel starts from the codes (it sums the codebooks' embeddings and the sinusoidal
 position), writes the step's keys and values into the StaticCache in place (as
 ``cached_attention`` does) and returns the last layer's output; the heads and the sampling stay
-the two kernels of ``musicgen.kernels.sampling``.
+the two kernels of ``musicgen.kernels.sampling``. For a short text (``fold_fits``) the
+cross-attention's query and output projections are folded into the text's keys and values once
+per generation (``fold_cross_attention``): two phases instead of three.
 
 It needs the layers' weights of one kind stacked in one array (``musicgen.kernels.stacked``):
 the layers then hold views of those arrays, so nothing is stored twice.
