@@ -118,7 +118,6 @@ def lstm_fits(x: mx.array, recurrent: mx.array) -> bool:
     if x.dtype not in DTYPES or recurrent.dtype != x.dtype or x.ndim != 3:
         return False
     per_load = 32 * (16 // x.dtype.size)
-    blocks = -(-hidden // (THREADS // 32))
     return (
         recurrent.shape == (4 * hidden, hidden)
         and x.shape[-1] == 4 * hidden
@@ -126,8 +125,13 @@ def lstm_fits(x: mx.array, recurrent: mx.array) -> bool:
         and x.shape[1] > 0
         and hidden % per_load == 0
         and hidden // per_load <= MAX_CHUNKS
-        and blocks <= (multiprocessors() or 0)
+        and _blocks(hidden) <= (multiprocessors() or 0)
     )
+
+
+def _blocks(hidden: int) -> int:
+    """The grid's blocks: a warp per hidden unit."""
+    return -(-hidden // (THREADS // 32))
 
 
 def lstm_recurrence(
@@ -155,7 +159,7 @@ def lstm_recurrence(
             [projected, hidden.astype(dtype), cell.astype(dtype), recurrent, barrier],
             output_shapes=[(rows, length, size), (rows, size), (rows, size)],
             output_dtypes=[dtype] * 3,
-            grid=(-(-size // (THREADS // 32)) * THREADS, 1, 1),
+            grid=(_blocks(size) * THREADS, 1, 1),
             threadgroup=(THREADS, 1, 1),
             scalars=(length,),
         )
