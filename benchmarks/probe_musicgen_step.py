@@ -31,6 +31,18 @@ def log(name: str, value: float) -> None:
     print(f"{name}: {value:.4f}", flush=True)
 
 
+def seconds_per_call(call, warm: int = 2, repeats: int = 5) -> float:
+    """``call()``'s outputs evaluated, ``warm`` times untimed, then the mean of ``repeats``."""
+    for _ in range(warm):
+        mx.eval(call())
+    mx.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval(call())
+    mx.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
 def run(model, prompts: list[str], seconds: float, per_row: bool = False) -> float:
     """One generation; ms per decoding step (the end-to-end seconds are logged by the caller)."""
     delays = codebook_delays(model.num_codebooks, model.audio_channels)
@@ -93,12 +105,7 @@ def decode(model) -> None:
     codec = model.codec
     frames = round(10 * model.frame_rate)
     codes = mx.random.randint(0, codec.config.codebook_size, (1, model.num_codebooks, frames))
-    for _ in range(2):
-        mx.eval(model.decode(codes))
-    start = time.perf_counter()
-    for _ in range(5):
-        mx.eval(model.decode(codes))
-    log("decode_10s_ms", (time.perf_counter() - start) / 5 * 1000)
+    log("decode_10s_ms", seconds_per_call(lambda: model.decode(codes)) * 1000)
     totals: dict[str, float] = {}
     for _ in range(3):
         x = codec.quantizer.decode(codes)
@@ -122,20 +129,17 @@ def lstm(model) -> None:
 
     layer = next(m for m in model.codec.decoder.layers if hasattr(m, "lstm")).lstm[0]
     size = layer.Wh.shape[1]
+    before = os.environ.get("MUSICGEN_KERNELS")
     for kernels_on in ("1", "0"):
         os.environ["MUSICGEN_KERNELS"] = kernels_on
         for steps in (50, 500):
             x = mx.random.normal((1, steps, size)).astype(layer.Wh.dtype)
-            for _ in range(2):
-                mx.eval(run_lstm(layer, x, None, None))
-            mx.synchronize()
-            start = time.perf_counter()
-            for _ in range(5):
-                mx.eval(run_lstm(layer, x, None, None))
-            mx.synchronize()
-            elapsed = (time.perf_counter() - start) / 5
+            elapsed = seconds_per_call(lambda: run_lstm(layer, x, None, None))  # noqa: B023
             log(f"lstm_kernels_{kernels_on}_{steps}_steps_us_per_step", elapsed / steps * 1e6)
-    os.environ.pop("MUSICGEN_KERNELS")
+    if before is None:
+        os.environ.pop("MUSICGEN_KERNELS")
+    else:
+        os.environ["MUSICGEN_KERNELS"] = before
 
 
 def main() -> int:
