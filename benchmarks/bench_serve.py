@@ -105,7 +105,7 @@ def versions() -> str:
 
     import mlx.core as mx
 
-    names = ("mlx", "mlx-lm", "starlette", "uvicorn", "pyloudnorm", "scipy")
+    names = ("mlx", "mlx-lm", "starlette", "uvicorn")
     return (f"{platform.machine()}, {os.cpu_count()} CPUs, {mx.default_device()}; "
             + ", ".join(f"{n} {version(n)}" for n in names)
             + f"; Python {platform.python_version()}")

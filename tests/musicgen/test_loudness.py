@@ -11,9 +11,12 @@ from musicgen import save_audio
 from musicgen.audio import DEFAULT_NORMALIZE
 from musicgen.loudness import (
     CEILING_DBTP,
+    FILTER_BLOCK,
     TARGET_LUFS,
+    biquad,
     db,
     integrated_loudness,
+    k_weighting,
     normalize_loudness,
     true_peak,
 )
@@ -111,17 +114,54 @@ def test_save_audio_writes_loudness_normalized_files_by_default(tmp_path):
     assert db(true_peak(data, rate)) <= CEILING_DBTP + 0.01
 
 
-def test_the_meter_is_preloaded_once_on_a_thread_the_process_waits_for(monkeypatch):
-    """A process that ends while SciPy is still being imported must wait for the import: tearing
-    its libraries down under a daemon thread aborted a stopped server (exit -6)."""
-    import threading
+@pytest.mark.parametrize("rate", [8000, 32000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_readings_equal_pyloudnorms(rate, channels):
+    """The meter is pyloudnorm's measure without SciPy: the same K-weighting, block placement
+    and gates give the same reading for clips long and short, fading in from near silence (the
+    gates drop blocks), mono to five channels."""
+    pyloudnorm = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(rate + channels)
+    for frames in (rate // 3, int(0.4 * rate), 3 * rate + 17):
+        samples = rng.standard_normal((frames, channels)) * np.geomspace(1e-4, 0.5, frames)[:, None]
+        samples[: frames // 5] *= 1e-3
+        block = 0.4 if frames >= 0.4 * rate else frames / rate
+        expected = pyloudnorm.Meter(rate, block_size=block).integrated_loudness(
+            samples if channels > 1 else samples[:, 0])
+        assert integrated_loudness(samples, rate) == pytest.approx(expected, abs=1e-8)
 
-    from musicgen import loudness
 
-    started = []
-    monkeypatch.setattr(loudness, "_preloading", False)
-    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
-    loudness.preload()
-    loudness.preload()
-    assert len(started) == 1
-    assert not started[0].daemon
+def test_the_k_weighting_filters_run_as_a_direct_recursion_would():
+    """The block-parallel biquad equals the plain recursion, across block boundaries and for a
+    clip shorter than a block."""
+    rng = np.random.default_rng(0)
+    for frames in (3, 1000, 2 * FILTER_BLOCK + 5):
+        samples = rng.standard_normal((frames, 2))
+        for b, a in k_weighting(32000):
+            expected = np.zeros_like(samples)
+            for n in range(frames):
+                expected[n] = b[0] * samples[n]
+                for k in (1, 2):
+                    if n >= k:
+                        expected[n] += b[k] * samples[n - k] - a[k] * expected[n - k]
+            assert np.abs(biquad(b, a, samples) - expected).max() < 1e-9
+            samples = expected
+
+
+def test_more_channels_than_the_meter_weights_are_refused():
+    with pytest.raises(ValueError, match="up to 5 channels"):
+        integrated_loudness(np.zeros((32000, 6)), 32000)
+
+
+def test_the_plugin_writes_a_track_without_importing_scipy(tmp_path):
+    """Importing SciPy's signal module held the interpreter for 0.4 s of a fresh CLI call: a
+    normalized track needs NumPy only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from musicgen import save_audio\n"
+            f"save_audio({str(tmp_path / 'a.wav')!r}, np.sin(np.arange(32000) / 5.0)[None] * 0.1,"
+            " 32000)\n"
+            "assert 'scipy' not in sys.modules, sorted(m for m in sys.modules if 'scipy' in m)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

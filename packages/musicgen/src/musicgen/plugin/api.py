@@ -36,7 +36,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from musicgen import loudness
 from musicgen.plugin import music_request
 from musicgen.plugin.music_request import MusicRequest
 from musicgen.plugin.outputs import write_json
@@ -78,8 +77,6 @@ def music_work(request: MusicRequest, folder: Path):
     """The job: answer the question if wanted, then the `music` tool; the finished track."""
 
     def work(ctx) -> dict:
-        if request.options.get("normalize") == "loudness":
-            loudness.preload()  # imported while the model loads and generates
         config = get_config()
         state = PipelineState(question=request.question, config=config)
         if request.source == "question":

@@ -67,10 +67,6 @@ def make_track(
     if track.stream and path.suffix.lower() not in (".wav", ".flac"):
         raise InvalidArgumentError(f"cannot stream to {path.name}: use a .wav or .flac file.")
     normalize = "clip" if track.stream else track.normalize
-    if normalize == "loudness":
-        from musicgen import loudness
-
-        loudness.preload()  # imported while the model loads and generates
     with reserve_output(path, track.overwrite) as tmp:
         mark_phase("checks")
         loaded = load_music_model(track.model, track.quantize, track.dtype, on_status=status)
