@@ -11,10 +11,11 @@ Nothing else in the process sees it: torch, numpy and SciPy keep their own BLAS.
   already imported (even after matrix products ran) the slots are rewritten then, and every
   later call goes to OpenBLAS.
 - ``MLX_RAG_BLAS``: ``auto`` (default: Intel's MKL where the ``mkl`` package is installed, as
-  ``pip install rag-core[mkl]`` does, else OpenBLAS), ``mkl``, ``openblas``, ``bundled`` (leave
-  MLX alone) or the path of a BLAS library with LP64 ``cblas_sgemm`` (plain or ``scipy_``
-  names). MKL streams the few-row products of a decoding step about twice as fast as OpenBLAS
-  (docs/performance.md), at the cost of a 220 MB download.
+  ``pip install rag-core[mkl]`` does, and the CPU is Intel's, else OpenBLAS), ``mkl``,
+  ``openblas``, ``bundled`` (leave MLX alone) or the path of a BLAS library with LP64
+  ``cblas_sgemm`` (plain or ``scipy_`` names). On an Intel Xeon MKL streamed the few-row
+  products of a decoding step about twice as fast as OpenBLAS; on an AMD EPYC MusicGen's step
+  was 12-20 % slower with it (docs/performance.md), so ``auto`` takes MKL on Intel CPUs only.
   ``MLX_RAG_BLAS_THREADS``: the BLAS's threads for MLX (default: the usable cores, at most 8;
   OPENBLAS_NUM_THREADS and MKL_NUM_THREADS keep governing NumPy's and torch's own).
 - macOS (Accelerate) and other systems: nothing to do. With ``mlx[cuda]`` matrix products run on
@@ -169,7 +170,7 @@ def _route() -> BlasStatus:
         return BlasStatus(current.name, current.optimized, current.library, reason=BUNDLED)
     if not slots:  # e.g. a build that links its BLAS statically: nothing to route
         return current
-    named = {"auto": lambda: _mkl_path() or _openblas_path(), "mkl": _mkl_path,
+    named = {"auto": _auto_path, "mkl": _mkl_path,
              "openblas": _openblas_path}.get(choice.lower())
     path = named() if named else os.path.realpath(choice)
     if path is None:
@@ -260,6 +261,27 @@ def usable_cores() -> int | None:
     if hasattr(os, "process_cpu_count"):  # Python 3.13+: also honours PYTHON_CPU_COUNT
         return os.process_cpu_count()
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _auto_path() -> str | None:
+    """``auto``'s library: MKL where installed on an Intel CPU (or one of unknown make), else
+    OpenBLAS; MKL still where OpenBLAS is missing."""
+    if cpu_vendor() in (None, "GenuineIntel"):
+        return _mkl_path() or _openblas_path()
+    return _openblas_path() or _mkl_path()
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The CPU's maker as Linux names it ("GenuineIntel", "AuthenticAMD"); None if unknown."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip() or None
+    except OSError:
+        pass
+    return None
 
 
 def _openblas_path() -> str | None:
