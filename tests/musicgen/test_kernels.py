@@ -283,7 +283,13 @@ def test_lstm_kernel_covers_few_rows_of_float_layers_a_warp_per_unit(monkeypatch
     assert not kernels.lstm_fits(mx.zeros((9, 5, 4 * 512), mx.float16), wh)  # rows
     assert not kernels.lstm_fits(mx.zeros((1, 0, 4 * 512), mx.float16), wh)  # no steps
     assert not kernels.lstm_fits(mx.zeros((1, 5, 4 * 24)), mx.zeros((4 * 24, 24)))  # no vectors
-    assert not kernels.lstm_fits(mx.zeros((1, 5, 4 * 640)), mx.zeros((4 * 640, 640)))  # > regs
+    # EnCodec's layer as musicgen runs it: float32, 1024 units (8 loads a lane and gate row),
+    # 128 blocks of 256 threads where they fit, else 64 of 512.
+    encodec = mx.zeros((1, 5, 4 * 1024)), mx.zeros((4 * 1024, 1024))
+    assert kernels.lstm_fits(*encodec) and lstm._layout(1024) == (256, 128)
+    monkeypatch.setattr(lstm, "multiprocessors", lambda: 108)
+    assert kernels.lstm_fits(*encodec) and lstm._layout(1024) == (512, 64)
+    assert not kernels.lstm_fits(mx.zeros((1, 5, 4 * 1152)), mx.zeros((4 * 1152, 1152)))  # > regs
     monkeypatch.setattr(lstm, "multiprocessors", lambda: 16)  # 32 warps' blocks not resident
     assert not kernels.lstm_fits(x, wh)
 
@@ -292,7 +298,7 @@ def test_lstm_kernel_covers_few_rows_of_float_layers_a_warp_per_unit(monkeypatch
 # over the whole input and resumed from a state, as streaming decodes do.
 @cuda
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("rows", "size"), [(1, 512), (2, 256), (8, 512)])
+@pytest.mark.parametrize(("rows", "size"), [(1, 512), (2, 256), (8, 512), (1, 1024), (8, 1024)])
 def test_lstm_kernel_matches_the_step_by_step_loop(dtype, rows, size, monkeypatch):
     from musicgen.encodec.lstm import run_lstm
 
