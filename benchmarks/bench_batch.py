@@ -66,6 +66,14 @@ def in_process(jobs: Path, checkpoint: Path, work: Path, batch_sizes: list[int],
     return rows
 
 
+def release_models() -> None:
+    """Unload what ``in_process`` loaded and give MLX's cached buffers back, so that the
+    fresh processes timed next find the device's memory free."""
+    from rag_core import get_registry
+
+    get_registry().unload_all()
+
+
 def free_port(count: int) -> int:
     for _ in range(50):
         with socket.socket() as probe:
@@ -233,6 +241,7 @@ def main() -> None:
         jobs = write_jobs(work / "jobs.jsonl", args.jobs, args.duration)
         sizes = [int(s) for s in args.batch_sizes.split(",")]
         rows = in_process(jobs, checkpoint, work, sizes, args.duration)
+        release_models()  # the commands below load their own (on a GPU: its memory too)
         for processes in [int(p) for p in args.processes.split(",")]:
             rows.append(as_command(jobs, checkpoint, work / f"p{processes}", processes,
                                    args.processes_batch_size))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,6 +30,9 @@ TARGET_LUFS = -14.0  # the level streaming services play music at; audiocraft's 
 CEILING_DBTP = -1.0  # true-peak ceiling: room for lossy encoders and resamplers
 BLOCK_S = 0.400  # BS.1770 gating block
 TRUE_PEAK_RATE = 192_000  # oversample to at least this rate to find inter-sample peaks
+TRUE_PEAK_TAPS = 16  # input samples behind each interpolated one
+TRUE_PEAK_KAISER = 6.0  # the interpolator's window (Kaiser's beta)
+TRUE_PEAK_BLOCK = 1 << 15  # samples oversampled at a time (their windows stay in the cache)
 MAX_OVERSAMPLING = 16
 METER_RATE = 48_000  # BS.1770's reference rate
 MIN_METER_RATE = 8_000  # below this, measure at METER_RATE
@@ -77,21 +81,18 @@ def k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(shelf_b / shelf_a[0], shelf_a / shelf_a[0]), (pass_b / pass_a[0], pass_a / pass_a[0])]
 
 
-def biquad(b: np.ndarray, a: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """``samples`` (frames, channels) through the biquad b/a (a[0] == 1) from rest, exactly
-    (as a direct recursion would, to rounding) but in blocks: each block's response from rest
-    is a convolution (by FFT), and only the two samples of state each block hands the next are
-    carried in order."""
+def iir(b: np.ndarray, a: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """``samples`` (frames, channels) through the filter b/a (a[0] == 1) from rest, exactly (as
+    the direct recursion would, to rounding) but in blocks: each block's response from rest is
+    a convolution with the impulse response (by FFT), plus the response to the state that the
+    block before hands over (its last ``order`` outputs), which is carried in order."""
     frames, channels = samples.shape
+    order = len(a) - 1
     fir = b[0] * samples
-    fir[1:] += b[1] * samples[:-1]
-    fir[2:] += b[2] * samples[:-2]
-    a1, a2 = float(a[1]), float(a[2])
-    size = min(FILTER_BLOCK, max(frames, 2))
-    impulse = np.zeros(size + 1)  # the all-pole part's impulse response
-    impulse[0], impulse[1] = 1.0, -a1
-    for n in range(2, size + 1):
-        impulse[n] = -a1 * impulse[n - 1] - a2 * impulse[n - 2]
+    for k in range(1, len(b)):
+        fir[k:] += b[k] * samples[:-k]
+    size = min(FILTER_BLOCK, max(frames, order))
+    impulse = _impulse(tuple(float(c) for c in a[1:]), size)
     blocks = -(-frames // size)
     padded = np.zeros((blocks * size, channels))
     padded[:frames] = fir
@@ -99,17 +100,32 @@ def biquad(b: np.ndarray, a: np.ndarray, samples: np.ndarray) -> np.ndarray:
     spectrum = np.fft.rfft(impulse[:size], 2 * size)[None, :, None]
     rest = np.fft.irfft(np.fft.rfft(padded, 2 * size, axis=1) * spectrum, 2 * size, axis=1)
     rest = rest[:, :size]
-    # A block that starts after outputs y1 (last) and y2 (the one before) adds
-    # y1 * impulse[n + 1] - y2 * a2 * impulse[n] to its response from rest.
-    last, before = np.empty((blocks, channels)), np.empty((blocks, channels))
-    y1 = y2 = np.zeros(channels)
+    # The response over a block to y[-m] = 1 (m = 1..order), every other earlier output 0:
+    # -sum over j >= m of a[j] impulse[n + m - j].
+    shifted = np.concatenate([np.zeros(order), impulse[:size]])  # shifted[i + order] = impulse[i]
+    n = np.arange(size)
+    basis = np.stack([-sum(a[j] * shifted[n + m - j + order] for j in range(m, order + 1))
+                      for m in range(1, order + 1)])  # (order, size)
+    ends = basis[:, ::-1][:, :order]  # the basis at the block's last outputs, latest first
+    state = np.zeros((order, channels))  # y[-1], ..., y[-order] before the block
+    states = np.empty((blocks, order, channels))
     for k in range(blocks):
-        last[k], before[k] = y1, y2
-        y1, y2 = (rest[k, -1] + y1 * impulse[size] - y2 * a2 * impulse[size - 1],
-                  rest[k, -2] + y1 * impulse[size - 1] - y2 * a2 * impulse[size - 2])
-    out = (rest + last[:, None] * impulse[None, 1:, None]
-           - before[:, None] * (a2 * impulse[None, :size, None]))
-    return out.reshape(-1, channels)[:frames]
+        states[k] = state
+        state = rest[k, ::-1][:order] + ends.T @ state
+    return (rest + np.einsum("mn,kmc->knc", basis, states)).reshape(-1, channels)[:frames]
+
+
+@lru_cache(maxsize=16)
+def _impulse(feedback: tuple[float, ...], size: int) -> np.ndarray:
+    """The first ``size`` samples of 1 / (1 + sum of feedback[i] z^-(i + 1))'s impulse response
+    (kept: the loop is pure Python, and a process normalizing tracks on several threads would
+    hold the interpreter for it each time)."""
+    impulse = np.zeros(size)
+    impulse[0] = 1.0
+    for n in range(1, size):
+        impulse[n] = -sum(c * impulse[n - 1 - i] for i, c in enumerate(feedback) if n - 1 - i >= 0)
+    impulse.flags.writeable = False
+    return impulse
 
 
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
@@ -131,8 +147,9 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
         sample_rate = METER_RATE
     frames = samples.shape[0]
     block = BLOCK_S if frames >= BLOCK_S * sample_rate else frames / sample_rate
-    for b, a in k_weighting(sample_rate):
-        samples = biquad(b, a, samples)
+    (shelf_b, shelf_a), (pass_b, pass_a) = k_weighting(sample_rate)
+    # The two biquads as one filter of order 4: one pass over the audio instead of two.
+    samples = iir(np.convolve(shelf_b, pass_b), np.convolve(shelf_a, pass_a), samples)
     # Mean squares of the gating blocks, placed as pyloudnorm places them.
     step = 1.0 - OVERLAP
     count = int(np.round((frames / sample_rate - block) / (block * step))) + 1
@@ -158,17 +175,39 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
 def true_peak(samples: np.ndarray, sample_rate: int) -> float:
     """The true peak (linear, 1.0 = full scale): the largest magnitude of the signal
     oversampled to at least 192 kHz (BS.1770 Annex 2), never below the sample peak."""
-    from musicgen.audio_input import resample
-
-    samples = np.asarray(samples)
+    samples = np.asarray(samples, dtype=np.float32)
     if samples.size == 0:
         return 0.0
+    samples = samples.reshape(samples.shape[0], -1)
     peak = float(np.abs(samples).max())
     factor = min(math.ceil(TRUE_PEAK_RATE / sample_rate), MAX_OVERSAMPLING)
     if factor > 1 and samples.shape[0] > 1:
-        over = resample(samples.reshape(samples.shape[0], -1).T, sample_rate, sample_rate * factor)
-        peak = max(peak, float(np.abs(over).max()))
+        weights = _interpolator(factor)
+        reach = TRUE_PEAK_TAPS // 2
+        padded = np.pad(samples, [(reach - 1, reach), (0, 0)])
+        for channel in padded.T:
+            for start in range(0, samples.shape[0], TRUE_PEAK_BLOCK):
+                end = min(start + TRUE_PEAK_BLOCK, samples.shape[0])
+                windows = np.lib.stride_tricks.sliding_window_view(
+                    channel[start : end + TRUE_PEAK_TAPS - 1], TRUE_PEAK_TAPS)
+                between = np.ascontiguousarray(windows) @ weights  # BLAS: threads run on
+                peak = max(peak, float(np.abs(between).max()))
     return peak
+
+
+@lru_cache(maxsize=4)
+def _interpolator(factor: int) -> np.ndarray:
+    """(TRUE_PEAK_TAPS, factor) float32: column p interpolates the signal p / factor of a
+    sample after the window's middle sample, a Kaiser-windowed sinc (BS.1770 Annex 2 uses a
+    12-tap-a-phase FIR at 4x); every column sums to 1 (column 0 is the sample itself)."""
+    reach = TRUE_PEAK_TAPS // 2
+    offsets = np.arange(TRUE_PEAK_TAPS) - (reach - 1)  # input samples from the middle one
+    distance = np.arange(factor)[None, :] / factor - offsets[:, None]
+    window = np.i0(TRUE_PEAK_KAISER * np.sqrt(np.clip(1 - (distance / reach) ** 2, 0, 1)))
+    weights = np.sinc(distance) * window / np.i0(TRUE_PEAK_KAISER)
+    weights = (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
 
 
 def db(linear: float) -> float:
