@@ -70,6 +70,34 @@ def test_ctrl_c_says_what_finished_and_how_to_resume(tmp_path, tiny_checkpoint, 
     assert "(2 generated now, 1 already done)" in result.output, result.output
 
 
+def test_running_out_of_memory_says_to_use_a_smaller_batch(tmp_path, tiny_checkpoint,
+                                                          monkeypatch):
+    """A batch too large for the device's free memory (another process holding it, or -b set
+    too high) fails its jobs with what to do, not MLX's allocator message alone; the jobs of
+    the batches that fit are kept."""
+    from musicgen import MusicGen
+
+    jobs, out = write_jobs(tmp_path / "jobs.jsonl", JOBS), tmp_path / "out"
+    generate = MusicGen.generate_tokens
+
+    def out_of_memory(self, prompts, *args, **kwargs):
+        if len(prompts) > 1:
+            raise RuntimeError("cudaMallocAsync(&data, size, stream) failed: out of memory")
+        return generate(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(MusicGen, "generate_tokens", out_of_memory)
+    result = batch(jobs, out, tiny_checkpoint, "-b", "2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    expected = ("out of memory generating 2 jobs at once (RuntimeError: cudaMallocAsync(&data, "
+                "size, stream) failed: out of memory). Run again with a smaller --batch-size")
+    assert expected in result.output
+    assert "j0 (line 1), j1 (line 2)" in result.output
+    assert (out / "j2.wav").is_file() and not (out / "j0.wav").exists()
+    result = batch(jobs, out, tiny_checkpoint, "-b", "1")  # as the message says
+    assert result.exit_code == 0, result.output
+    assert "(2 generated now, 1 already done)" in result.output, result.output
+
+
 def test_a_batch_is_written_while_the_next_one_generates(tmp_path, tiny_checkpoint,
                                                           monkeypatch):
     # The writer thread normalizes and writes batch 1 while batch 2 generates; Ctrl-C during

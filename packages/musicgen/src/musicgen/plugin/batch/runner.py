@@ -50,6 +50,22 @@ Log = Callable[[str], None]
 Progress = Callable[[float, float], None]  # (seconds of audio done, in all) of this rank's share
 
 
+# How MLX (CUDA, Metal) and the C++ runtime word an allocation that failed.
+OUT_OF_MEMORY = ("out of memory", "insufficient memory", "bad_alloc", "failed to allocate")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (host or device memory)."""
+    return isinstance(exc, MemoryError) or any(w in str(exc).lower() for w in OUT_OF_MEMORY)
+
+
+def gpu_in_use() -> bool:
+    """Whether MLX computes on a GPU (CUDA or Metal) in this process."""
+    import mlx.core as mx
+
+    return mx.default_device() == mx.gpu
+
+
 @dataclass(frozen=True)
 class Settings:
     """What ``mlx-rag music batch`` was asked to do."""
@@ -372,6 +388,11 @@ class BatchRun:
 
         known = isinstance(exc, (RagError, ValueError))
         message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        if out_of_memory(exc):
+            message = (f"out of memory generating {len(jobs)} job{'s' if len(jobs) > 1 else ''} "
+                       f"at once ({message.rstrip('.')}). Run again with a smaller --batch-size, "
+                       f"or without it to have the batches fit the free memory; close other "
+                       f"programs using the {'GPU' if gpu_in_use() else 'memory'}.")
         what = (f"job {jobs[0].id} (line {jobs[0].line})" if len(jobs) == 1 else
                 f"{len(jobs)} jobs ({', '.join(j.id for j in jobs)})")
         self.log(f"{self.prefix()}{what} failed: {message}")
