@@ -28,27 +28,32 @@ def pad1d(x: mx.array, left: int, right: int, mode: str) -> mx.array:
 
 
 def conv1d(x: mx.array, weight: mx.array, stride: int = 1, dilation: int = 1) -> mx.array:
-    """Conv of NLC `x` with `weight` (out, kernel, in), no padding.
+    """Conv of NLC `x` with `weight` (out, kernel, in), no padding; the same result as
+    `mx.conv1d` up to float rounding, and on CUDA no cuDNN plan to set up per shape in a fresh
+    process (docs/performance.md).
 
-    One product for all taps, `x` times every tap's weights side by side, then each tap's
-    columns shifted by its offset and summed; the same result as `mx.conv1d` up to float
-    rounding. It reads the input once, where a product per tap read it once a tap and wrote the
-    output as often (the 64 -> 1 output conv of a 10 s decode took 9-18 ms that way on an H200,
-    1.0-1.5 ms this way; a batch of 256, 193 -> 54 ms); and a fresh process's first decode on
-    CUDA sets up no cuDNN plan per convolution shape (docs/performance.md). Like every float32
-    product on CUDA, it runs in TF32 unless `MLX_ENABLE_TF32=0`.
+    Where all taps' outputs side by side are no wider than the input (EnCodec's 64 -> 1 output
+    conv), one product makes them all and each tap's column is summed shifted by its offset:
+    the input is read once (that conv of a 10 s decode took 9-18 ms on an H200 as a product per
+    tap, 1.0-1.5 ms this way; 193 -> 54 ms for 256 rows). Elsewhere a product per tap (a
+    strided view of the input times `weight[:, j]`, accumulated with `addmm`) keeps the working
+    memory at the output's size. Like every float32 product on CUDA, these run in TF32 unless
+    `MLX_ENABLE_TF32=0`.
     """
     out_channels, taps, in_channels = weight.shape
     frames = (x.shape[1] - (taps - 1) * dilation - 1) // stride + 1
     span = stride * (frames - 1) + 1
-    if taps == 1:
-        return x[:, :span:stride] @ weight[:, 0].T
-    columns = weight.transpose(1, 0, 2).reshape(taps * out_channels, in_channels).T
-    products = (x @ columns).reshape(*x.shape[:2], taps, out_channels)
     out = None
+    if taps * out_channels <= in_channels:
+        columns = weight.transpose(1, 0, 2).reshape(taps * out_channels, in_channels).T
+        products = (x @ columns).reshape(*x.shape[:2], taps, out_channels)
+        for j in range(taps):
+            part = products[:, j * dilation : j * dilation + span : stride, j]
+            out = part if out is None else out + part
+        return out
     for j in range(taps):
-        part = products[:, j * dilation : j * dilation + span : stride, j]
-        out = part if out is None else out + part
+        seen, tap = x[:, j * dilation : j * dilation + span : stride], weight[:, j].T
+        out = seen @ tap if out is None else mx.addmm(out, seen, tap)
     return out
 
 
