@@ -32,7 +32,7 @@ BLOCK_S = 0.400  # BS.1770 gating block
 TRUE_PEAK_RATE = 192_000  # oversample to at least this rate to find inter-sample peaks
 TRUE_PEAK_TAPS = 16  # input samples behind each interpolated one
 TRUE_PEAK_KAISER = 6.0  # the interpolator's window (Kaiser's beta)
-TRUE_PEAK_BLOCK = 1 << 15  # samples oversampled at a time (their windows stay in the cache)
+TRUE_PEAK_BLOCK = 1 << 15  # samples oversampled at a time (a 2 MB matrix of their windows)
 MAX_OVERSAMPLING = 16
 METER_RATE = 48_000  # BS.1770's reference rate
 MIN_METER_RATE = 8_000  # below this, measure at METER_RATE
@@ -50,7 +50,8 @@ class LoudnessReport:
 
 
 # BS.1770's K-weighting as two biquads (RBJ cookbook forms): a high shelf of +4 dB around
-# 1.5 kHz (the head's acoustic effect) and a high-pass at 38 Hz; (gain dB, Q, corner Hz).
+# 1.5 kHz (the head's acoustic effect), as (gain dB, Q, corner Hz), and a high-pass at 38 Hz,
+# as (Q, corner Hz).
 SHELF = (4.0, 1 / math.sqrt(2), 1500.0)
 HIGH_PASS = (0.5, 38.0)
 CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
